@@ -1,0 +1,32 @@
+//! # stompgate
+//!
+//! A WebSocket/SockJS-to-TCP STOMP gateway. A browser (stomp.js) connects over `ws://`,
+//! `wss://` or SockJS; the gateway authenticates it, rewrites its CONNECT (broker identity and
+//! vhost), checks destinations, and relays frames to one upstream TCP STOMP connection per
+//! browser, re-framing at frame boundaries in both directions.
+//!
+//! Module map (read in this order):
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | CLI flags, `STOMPGATE_*` env, TOML file, validation, secrets |
+//! | [`stomp`] | frames, the incremental decoder with limits, the encoder, version rules (no I/O) |
+//! | [`transport`] | the [`transport::ClientLink`] halves; WebSocket ([`transport::ws`]) and SockJS ([`transport::sockjs`]) |
+//! | [`policy`] | authentication, CONNECT rewrite, destination ACLs (pure functions) |
+//! | [`relay`] | one session's state machine and its two pumps |
+//! | [`upstream`] | connecting to the broker |
+//! | [`server`] | listeners, accept loop, limits, graceful drain |
+//! | [`tls`] | rustls configurations and certificate reload |
+//! | [`metrics`] | the Prometheus registry and the live-connection table |
+//! | [`admin`] | `/metrics`, `/healthz`, `/readyz`, `/connections` |
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod policy;
+pub mod relay;
+pub mod server;
+pub mod stomp;
+pub mod tls;
+pub mod transport;
+pub mod upstream;

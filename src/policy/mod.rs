@@ -1,0 +1,1 @@
+//! Policy: authentication, CONNECT rewrite, destination ACLs (pure functions).

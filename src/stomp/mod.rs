@@ -1,0 +1,16 @@
+//! STOMP 1.0/1.1/1.2 framing: [`Frame`], [`Command`], the incremental [`Decoder`] with limits,
+//! the [`encode`] functions, and version and heart-beat negotiation. No I/O, no tokio.
+
+mod command;
+mod decoder;
+mod encoder;
+mod escape;
+mod frame;
+mod negotiate;
+
+pub use command::Command;
+pub use decoder::{DecodeError, Decoder, Item, Limits};
+pub use encoder::{encode, encode_heartbeat};
+pub use escape::{escape_into, unescape, EscapeError};
+pub use frame::{Frame, Header};
+pub use negotiate::{negotiate_heartbeat, parse_heartbeat, HeartBeat, Version};

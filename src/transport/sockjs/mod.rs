@@ -1,0 +1,1 @@
+//! SockJS transport (helper owns it).
