@@ -1,1 +1,733 @@
-//! config (to be written).
+//! Configuration: clap flags, `STOMPGATE_*` environment variables and a TOML file, merged with
+//! the precedence flag > env > file > default, then validated into a [`Config`].
+//!
+//! Every option is an `Option` in [`Options`] so that "not given" is distinguishable from "given
+//! as the default"; [`Options::merge`] lays the command line over the file, and
+//! [`Config::resolve`] applies defaults and checks the whole.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::stomp::Limits;
+
+/// A secret string (passcode, token, key). Its `Debug` and `Display` print `***`, so it cannot
+/// leak through a log line or an error message by accident.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself; call only where it must go on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads a secret from a file (as Kubernetes mounts them), trimming one trailing newline.
+    pub fn from_file(path: &Path) -> std::io::Result<Self> {
+        let s = std::fs::read_to_string(path)?;
+        Ok(Secret(s.trim_end_matches(['\n', '\r']).to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// How outbound STOMP frames are put into WebSocket messages (as RabbitMQ's `ws_frame`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WsFrameMode {
+    /// Text when the frame is valid UTF-8, binary otherwise.
+    #[default]
+    Auto,
+    /// Always text (frames that are not UTF-8 are still sent as binary: text must be UTF-8).
+    Text,
+    /// Always binary.
+    Binary,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Mutual-TLS mode for the client listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    /// A client certificate is requested but not required.
+    #[default]
+    Optional,
+    /// A verified client certificate is required.
+    Required,
+}
+
+/// Every option as given on the command line, in the environment or in the TOML file.
+#[derive(Debug, Clone, Default, Parser, Deserialize)]
+#[command(
+    name = "stompgate",
+    version,
+    about = "WebSocket/SockJS-to-TCP STOMP gateway"
+)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// TOML configuration file; flags and env override its values.
+    #[arg(long, env = "STOMPGATE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Validate the configuration, print the result and exit (0 when valid, 64 when not).
+    #[arg(long)]
+    #[serde(skip)]
+    pub check_config: bool,
+
+    /// Client listener address (WebSocket and SockJS). Default `127.0.0.1:8080`.
+    #[arg(long, env = "STOMPGATE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// HTTP path of the STOMP WebSocket endpoint. Default `/ws`.
+    #[arg(long, env = "STOMPGATE_WS_PATH")]
+    pub ws_path: Option<String>,
+
+    /// Outbound WebSocket message type: `auto` (text when UTF-8), `text` or `binary`. Default `auto`.
+    #[arg(long, env = "STOMPGATE_WS_FRAME", value_enum)]
+    pub ws_frame: Option<WsFrameMode>,
+
+    /// Allowed `Origin` values for upgrades and SockJS (exact, or `*` for any). Default: any.
+    #[arg(
+        long = "allowed-origin",
+        env = "STOMPGATE_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Option<Vec<String>>,
+
+    /// Broker STOMP address(es), `HOST:PORT`, comma-separated; tried in order. Default `127.0.0.1:61613`.
+    #[arg(long, env = "STOMPGATE_UPSTREAM", value_delimiter = ',')]
+    pub upstream: Option<Vec<String>>,
+
+    /// Broker `login` the gateway presents on every CONNECT.
+    #[arg(long, env = "STOMPGATE_UPSTREAM_LOGIN")]
+    pub upstream_login: Option<String>,
+
+    /// Broker `passcode` the gateway presents (prefer `--upstream-passcode-file`).
+    #[arg(long, env = "STOMPGATE_UPSTREAM_PASSCODE", hide_env_values = true)]
+    pub upstream_passcode: Option<Secret>,
+
+    /// File holding the broker `passcode` (one trailing newline is ignored).
+    #[arg(long, env = "STOMPGATE_UPSTREAM_PASSCODE_FILE")]
+    pub upstream_passcode_file: Option<PathBuf>,
+
+    /// Broker `host` header (the RabbitMQ vhost) the gateway presents. Default: none sent.
+    #[arg(long, env = "STOMPGATE_UPSTREAM_VHOST")]
+    pub upstream_vhost: Option<String>,
+
+    /// Forward the client's own `login`/`passcode`/`host` to the broker. Off by default: without
+    /// it, the gateway refuses to start unless upstream credentials are configured.
+    #[arg(long, env = "STOMPGATE_PASSTHROUGH_CREDENTIALS", num_args = 0..=1, default_missing_value = "true")]
+    pub passthrough_credentials: Option<bool>,
+
+    /// Timeout for the TCP (and TLS) connection to the broker and its CONNECTED. Default `10s`.
+    #[arg(long, env = "STOMPGATE_UPSTREAM_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub upstream_connect_timeout: Option<Duration>,
+
+    /// Use TLS to the broker.
+    #[arg(long, env = "STOMPGATE_UPSTREAM_TLS", num_args = 0..=1, default_missing_value = "true")]
+    pub upstream_tls: Option<bool>,
+
+    /// CA bundle (PEM) for the broker's certificate. Default: the system roots.
+    #[arg(long, env = "STOMPGATE_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Name to send as SNI and verify in the broker's certificate. Default: the upstream host.
+    #[arg(long, env = "STOMPGATE_UPSTREAM_SERVER_NAME")]
+    pub upstream_server_name: Option<String>,
+
+    /// Client certificate chain (PEM) presented to the broker.
+    #[arg(long, env = "STOMPGATE_UPSTREAM_CLIENT_CERT")]
+    pub upstream_client_cert: Option<PathBuf>,
+
+    /// Private key (PEM) for `--upstream-client-cert`.
+    #[arg(long, env = "STOMPGATE_UPSTREAM_CLIENT_KEY")]
+    pub upstream_client_key: Option<PathBuf>,
+
+    /// Skip verification of the broker's certificate. Dangerous; logs a warning on every connection.
+    #[arg(long, env = "STOMPGATE_UPSTREAM_TLS_INSECURE", num_args = 0..=1, default_missing_value = "true")]
+    pub upstream_tls_insecure: Option<bool>,
+
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`, `/connections`). Default `127.0.0.1:8081`.
+    #[arg(long, env = "STOMPGATE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Bearer token required on the admin API (except `/healthz` and `/readyz`). Default: none.
+    #[arg(long, env = "STOMPGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
+    /// File holding the admin bearer token.
+    #[arg(long, env = "STOMPGATE_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Largest STOMP frame body accepted from either side, in bytes. Default 4194304 (4 MiB).
+    #[arg(long, env = "STOMPGATE_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+
+    /// Largest STOMP command line + header block, in bytes. Default 65536.
+    #[arg(long, env = "STOMPGATE_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+
+    /// Most header lines in one frame. Default 256.
+    #[arg(long, env = "STOMPGATE_MAX_HEADERS")]
+    pub max_headers: Option<usize>,
+
+    /// Most concurrent client sessions; further upgrades get HTTP 503. Default 100000.
+    #[arg(long, env = "STOMPGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Time a client has to send CONNECT after the transport opens. Default `10s`.
+    #[arg(long, env = "STOMPGATE_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+
+    /// Grace period for open sessions on SIGTERM/SIGINT before they are closed with 1001. Default `30s`.
+    #[arg(long, env = "STOMPGATE_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+
+    /// Serve SockJS under `--sockjs-path`. Default `true`.
+    #[arg(long, env = "STOMPGATE_SOCKJS", num_args = 0..=1, default_missing_value = "true")]
+    pub sockjs: Option<bool>,
+
+    /// SockJS prefix. Default `/sockjs`.
+    #[arg(long, env = "STOMPGATE_SOCKJS_PATH")]
+    pub sockjs_path: Option<String>,
+
+    /// SockJS heartbeat interval. Default `25s`.
+    #[arg(long, env = "STOMPGATE_SOCKJS_HEARTBEAT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub sockjs_heartbeat: Option<Duration>,
+
+    /// Time a SockJS session survives without a receiving request. Default `5s`.
+    #[arg(long, env = "STOMPGATE_SOCKJS_DISCONNECT_DELAY", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub sockjs_disconnect_delay: Option<Duration>,
+
+    /// Bytes a SockJS streaming response carries before it is closed. Default 131072.
+    #[arg(long, env = "STOMPGATE_SOCKJS_RESPONSE_LIMIT")]
+    pub sockjs_response_limit: Option<usize>,
+
+    /// Set a `JSESSIONID` cookie for sticky load balancing. Default `false`.
+    #[arg(long, env = "STOMPGATE_SOCKJS_COOKIE", num_args = 0..=1, default_missing_value = "true")]
+    pub sockjs_cookie: Option<bool>,
+
+    /// SockJS transports to switch off (e.g. `jsonp,htmlfile`).
+    #[arg(long, env = "STOMPGATE_SOCKJS_DISABLE", value_delimiter = ',')]
+    pub sockjs_disable: Option<Vec<String>>,
+
+    /// Serve the demo page at `/`. Default `false`.
+    #[arg(long, env = "STOMPGATE_DEMO", num_args = 0..=1, default_missing_value = "true")]
+    pub demo: Option<bool>,
+
+    /// Policy file (TOML: auth backends, users, identity mapping, ACLs); reloaded on SIGHUP and
+    /// on change.
+    #[arg(long, env = "STOMPGATE_POLICY")]
+    pub policy: Option<PathBuf>,
+
+    /// TLS listener for `wss://`. Without it, `--tls-cert` makes `--listen` itself TLS.
+    #[arg(long, env = "STOMPGATE_TLS_LISTEN")]
+    pub tls_listen: Option<SocketAddr>,
+
+    /// Certificate chain (PEM) for the client listener; reloaded when the file changes.
+    #[arg(long, env = "STOMPGATE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM: PKCS#8, RSA or EC) for `--tls-cert`.
+    #[arg(long, env = "STOMPGATE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) to verify client certificates (mutual TLS).
+    #[arg(long, env = "STOMPGATE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Whether a client certificate is `optional` or `required` when `--tls-client-ca` is set.
+    #[arg(long, env = "STOMPGATE_TLS_CLIENT_AUTH", value_enum)]
+    pub tls_client_auth: Option<ClientAuthMode>,
+
+    /// Log format: `text` or `json`. Default `text`.
+    #[arg(long, env = "STOMPGATE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter in `RUST_LOG` syntax. Default `info` (or `RUST_LOG`).
+    #[arg(long, env = "STOMPGATE_LOG")]
+    pub log: Option<String>,
+}
+
+macro_rules! merge_fields {
+    ($hi:ident, $lo:ident; $($f:ident),* $(,)?) => {
+        $( if $hi.$f.is_none() { $hi.$f = $lo.$f; } )*
+    };
+}
+
+impl Options {
+    /// Lays `self` (command line and env, already merged by clap) over `file`.
+    pub fn merge(mut self, file: Options) -> Options {
+        merge_fields!(self, file;
+            listen, ws_path, ws_frame, allowed_origins, upstream, upstream_login,
+            upstream_passcode, upstream_passcode_file, upstream_vhost, passthrough_credentials,
+            upstream_connect_timeout, upstream_tls, upstream_ca, upstream_server_name,
+            upstream_client_cert, upstream_client_key, upstream_tls_insecure, admin_listen,
+            admin_token, admin_token_file, max_frame_bytes, max_header_bytes, max_headers,
+            max_connections, connect_timeout, shutdown_grace, sockjs, sockjs_path,
+            sockjs_heartbeat, sockjs_disconnect_delay, sockjs_response_limit, sockjs_cookie,
+            sockjs_disable, demo, policy, tls_listen, tls_cert, tls_key, tls_client_ca,
+            tls_client_auth, log_format, log,
+        );
+        self
+    }
+
+    /// Parses the command line and env, reads `--config` if given, and merges the two.
+    pub fn load() -> Result<Options, ConfigError> {
+        let cli = Options::parse();
+        let file = match &cli.config {
+            Some(path) => Options::from_file(path)?,
+            None => Options::default(),
+        };
+        let check = cli.check_config;
+        let mut merged = cli.merge(file);
+        merged.check_config = check;
+        Ok(merged)
+    }
+
+    /// Reads a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<Options, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::new("config", format!("{}: {}", path.display(), e.message())))
+    }
+}
+
+/// A configuration problem: which field, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in `{field}`: {fix}")]
+pub struct ConfigError {
+    /// The option at fault (TOML key spelling).
+    pub field: &'static str,
+    /// What is wrong and how to fix it.
+    pub fix: String,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, fix: impl Into<String>) -> Self {
+        ConfigError {
+            field,
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Broker connection settings.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Addresses (`host:port`), tried in order.
+    pub addrs: Vec<String>,
+    /// The static identity presented on CONNECT (unless pass-through).
+    pub identity: crate::policy::UpstreamIdentity,
+    /// Forward the client's own credentials.
+    pub passthrough: bool,
+    /// TCP + TLS + CONNECTED timeout.
+    pub connect_timeout: Duration,
+    /// TLS to the broker, if enabled.
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// TLS towards the broker.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTlsConfig {
+    /// CA bundle; system roots when absent.
+    pub ca: Option<PathBuf>,
+    /// SNI / verification name; the upstream host when absent.
+    pub server_name: Option<String>,
+    /// Client certificate chain and key.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Skip verification.
+    pub insecure: bool,
+}
+
+/// TLS on the client listener.
+#[derive(Debug, Clone)]
+pub struct ListenerTlsConfig {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+    /// Client CA bundle for mutual TLS.
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is required.
+    pub client_auth: ClientAuthMode,
+}
+
+/// SockJS settings.
+#[derive(Debug, Clone)]
+pub struct SockjsConfig {
+    /// Serve SockJS at all.
+    pub enabled: bool,
+    /// URL prefix.
+    pub path: String,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Session expiry after the last receiving request.
+    pub disconnect_delay: Duration,
+    /// Streaming response byte limit.
+    pub response_limit: usize,
+    /// Set `JSESSIONID`.
+    pub cookie: bool,
+    /// Transports switched off.
+    pub disabled: Vec<String>,
+}
+
+/// The validated configuration the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Plain client listener (TLS when `tls` is set and `tls_listen` is not).
+    pub listen: SocketAddr,
+    /// Separate TLS listener.
+    pub tls_listen: Option<SocketAddr>,
+    /// TLS settings for the client side.
+    pub tls: Option<ListenerTlsConfig>,
+    /// WebSocket path.
+    pub ws_path: String,
+    /// Outbound message type.
+    pub ws_frame: WsFrameMode,
+    /// Allowed origins (empty: any).
+    pub allowed_origins: Vec<String>,
+    /// Broker.
+    pub upstream: UpstreamConfig,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// Admin bearer token.
+    pub admin_token: Option<Secret>,
+    /// Frame limits (both directions).
+    pub limits: Limits,
+    /// Concurrent session cap.
+    pub max_connections: usize,
+    /// Time allowed for the client's CONNECT.
+    pub connect_timeout: Duration,
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+    /// SockJS.
+    pub sockjs: SockjsConfig,
+    /// Demo page.
+    pub demo: bool,
+    /// Policy file.
+    pub policy: Option<PathBuf>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log: Option<String>,
+}
+
+const SOCKJS_TRANSPORTS: [&str; 6] = [
+    "websocket",
+    "xhr",
+    "xhr_streaming",
+    "eventsource",
+    "htmlfile",
+    "jsonp",
+];
+
+impl Config {
+    /// Applies defaults and validates.
+    pub fn resolve(o: Options) -> Result<Config, ConfigError> {
+        let passcode = match (o.upstream_passcode, &o.upstream_passcode_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "upstream_passcode",
+                    "give either upstream_passcode or upstream_passcode_file, not both",
+                ))
+            }
+            (Some(p), None) => Some(p),
+            (None, Some(path)) => Some(Secret::from_file(path).map_err(|e| {
+                ConfigError::new(
+                    "upstream_passcode_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?),
+            (None, None) => None,
+        };
+        let admin_token = match (o.admin_token, &o.admin_token_file) {
+            (Some(t), _) => Some(t),
+            (None, Some(path)) => Some(Secret::from_file(path).map_err(|e| {
+                ConfigError::new(
+                    "admin_token_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?),
+            (None, None) => None,
+        };
+        let passthrough = o.passthrough_credentials.unwrap_or(false);
+        let identity = crate::policy::UpstreamIdentity {
+            login: o.upstream_login,
+            passcode,
+            host: o.upstream_vhost,
+        };
+        if !passthrough && o.policy.is_none() && identity.login.is_none() {
+            return Err(ConfigError::new(
+                "upstream_login",
+                "no broker credentials configured: set --upstream-login and --upstream-passcode(-file), \
+                 or a --policy file, or choose --passthrough-credentials explicitly",
+            ));
+        }
+        if passthrough && identity.login.is_some() {
+            return Err(ConfigError::new("passthrough_credentials", "pass-through forwards the client's credentials; drop --upstream-login or --passthrough-credentials"));
+        }
+        let addrs = o
+            .upstream
+            .unwrap_or_else(|| vec!["127.0.0.1:61613".to_owned()]);
+        for a in &addrs {
+            if a.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(ConfigError::new(
+                    "upstream",
+                    format!("`{a}` is not HOST:PORT"),
+                ));
+            }
+        }
+        let tls = match (o.tls_cert, o.tls_key) {
+            (Some(cert), Some(key)) => Some(ListenerTlsConfig {
+                cert,
+                key,
+                client_ca: o.tls_client_ca,
+                client_auth: o.tls_client_auth.unwrap_or_default(),
+            }),
+            (None, None) if o.tls_listen.is_some() => {
+                return Err(ConfigError::new(
+                    "tls_listen",
+                    "a TLS listener needs --tls-cert and --tls-key",
+                ))
+            }
+            (None, None) if o.tls_client_ca.is_some() => {
+                return Err(ConfigError::new(
+                    "tls_client_ca",
+                    "mutual TLS needs --tls-cert and --tls-key",
+                ))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::new(
+                    "tls_cert",
+                    "give both --tls-cert and --tls-key",
+                ))
+            }
+        };
+        let upstream_tls = o.upstream_tls.unwrap_or(false).then(|| UpstreamTlsConfig {
+            ca: o.upstream_ca.clone(),
+            server_name: o.upstream_server_name.clone(),
+            client_cert: o
+                .upstream_client_cert
+                .clone()
+                .zip(o.upstream_client_key.clone()),
+            insecure: o.upstream_tls_insecure.unwrap_or(false),
+        });
+        if o.upstream_client_cert.is_some() != o.upstream_client_key.is_some() {
+            return Err(ConfigError::new(
+                "upstream_client_cert",
+                "give both --upstream-client-cert and --upstream-client-key",
+            ));
+        }
+        let ws_path = o.ws_path.unwrap_or_else(|| "/ws".to_owned());
+        check_path("ws_path", &ws_path)?;
+        let sockjs_path = o.sockjs_path.unwrap_or_else(|| "/sockjs".to_owned());
+        check_path("sockjs_path", &sockjs_path)?;
+        let disabled = o.sockjs_disable.unwrap_or_default();
+        if let Some(bad) = disabled
+            .iter()
+            .find(|t| !SOCKJS_TRANSPORTS.contains(&t.as_str()))
+        {
+            return Err(ConfigError::new(
+                "sockjs_disable",
+                format!(
+                    "unknown transport `{bad}`; known: {}",
+                    SOCKJS_TRANSPORTS.join(", ")
+                ),
+            ));
+        }
+        let limits = Limits {
+            max_body_bytes: o.max_frame_bytes.unwrap_or(4 * 1024 * 1024),
+            max_header_bytes: o.max_header_bytes.unwrap_or(64 * 1024),
+            max_headers: o.max_headers.unwrap_or(256),
+        };
+        if limits.max_body_bytes == 0 || limits.max_header_bytes < 64 || limits.max_headers == 0 {
+            return Err(ConfigError::new(
+                "max_frame_bytes",
+                "frame limits must be positive (max_header_bytes at least 64)",
+            ));
+        }
+        Ok(Config {
+            listen: o
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("literal")),
+            tls_listen: o.tls_listen,
+            tls,
+            ws_path,
+            ws_frame: o.ws_frame.unwrap_or_default(),
+            allowed_origins: o.allowed_origins.unwrap_or_default(),
+            upstream: UpstreamConfig {
+                addrs,
+                identity,
+                passthrough,
+                connect_timeout: o
+                    .upstream_connect_timeout
+                    .unwrap_or(Duration::from_secs(10)),
+                tls: upstream_tls,
+            },
+            admin_listen: o
+                .admin_listen
+                .unwrap_or_else(|| "127.0.0.1:8081".parse().expect("literal")),
+            admin_token,
+            limits,
+            max_connections: o.max_connections.unwrap_or(100_000),
+            connect_timeout: o.connect_timeout.unwrap_or(Duration::from_secs(10)),
+            shutdown_grace: o.shutdown_grace.unwrap_or(Duration::from_secs(30)),
+            sockjs: SockjsConfig {
+                enabled: o.sockjs.unwrap_or(true),
+                path: sockjs_path,
+                heartbeat: o.sockjs_heartbeat.unwrap_or(Duration::from_secs(25)),
+                disconnect_delay: o.sockjs_disconnect_delay.unwrap_or(Duration::from_secs(5)),
+                response_limit: o.sockjs_response_limit.unwrap_or(128 * 1024),
+                cookie: o.sockjs_cookie.unwrap_or(false),
+                disabled,
+            },
+            demo: o.demo.unwrap_or(false),
+            policy: o.policy,
+            log_format: o.log_format.unwrap_or_default(),
+            log: o.log,
+        })
+    }
+
+    /// A configuration for tests: loopback listeners on port 0, the given broker and identity.
+    pub fn for_tests(upstream: &str, login: &str, passcode: &str) -> Config {
+        let o = Options {
+            listen: Some("127.0.0.1:0".parse().expect("literal")),
+            admin_listen: Some("127.0.0.1:0".parse().expect("literal")),
+            upstream: Some(vec![upstream.to_owned()]),
+            upstream_login: Some(login.to_owned()),
+            upstream_passcode: Some(Secret::new(passcode)),
+            ..Options::default()
+        };
+        Config::resolve(o).expect("test configuration is valid")
+    }
+}
+
+fn check_path(field: &'static str, p: &str) -> Result<(), ConfigError> {
+    if !p.starts_with('/') || p.len() < 2 || p.ends_with('/') {
+        return Err(ConfigError::new(
+            field,
+            format!("`{p}` must start with `/`, not end with `/`, and not be `/` alone"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &[&str]) -> Options {
+        let mut v = vec!["stompgate"];
+        v.extend_from_slice(args);
+        Options::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn refuses_to_start_without_credentials_unless_passthrough() {
+        let err = Config::resolve(opts(&[])).unwrap_err();
+        assert_eq!(err.field, "upstream_login");
+        assert!(
+            Config::resolve(opts(&["--passthrough-credentials"]))
+                .unwrap()
+                .upstream
+                .passthrough
+        );
+        let c = Config::resolve(opts(&[
+            "--upstream-login",
+            "svc",
+            "--upstream-passcode",
+            "pw",
+        ]))
+        .unwrap();
+        assert_eq!(c.upstream.identity.login.as_deref(), Some("svc"));
+    }
+
+    #[test]
+    fn flags_override_file_and_file_overrides_defaults() {
+        let file: Options = toml::from_str("listen = \"127.0.0.1:9000\"\nws_path = \"/stomp\"\nupstream_login = \"f\"\nconnect_timeout = \"3s\"").unwrap();
+        let c = Config::resolve(opts(&["--listen", "127.0.0.1:9001"]).merge(file)).unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.ws_path, "/stomp");
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.admin_listen.port(), 8081);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_name_the_field() {
+        assert!(toml::from_str::<Options>("lisen = \"x\"").is_err());
+        let e = Config::resolve(opts(&["--upstream-login", "a", "--ws-path", "ws"])).unwrap_err();
+        assert_eq!(e.field, "ws_path");
+        let e = Config::resolve(opts(&[
+            "--upstream-login",
+            "a",
+            "--sockjs-disable",
+            "smoke",
+        ]))
+        .unwrap_err();
+        assert_eq!(e.field, "sockjs_disable");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "*** ***");
+        let c = Config::resolve(opts(&[
+            "--upstream-login",
+            "a",
+            "--upstream-passcode",
+            "hunter2",
+        ]))
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,1 +1,5 @@
-//! Policy: authentication, CONNECT rewrite, destination ACLs (pure functions).
+//! Policy: authentication, CONNECT rewrite, destination ACLs. Pure functions, no sockets.
+
+mod rewrite;
+
+pub use rewrite::{rewrite_connect, UpstreamIdentity};
