@@ -142,3 +142,6 @@ pub struct ClientLink<R, T> {
     /// What is known about the client.
     pub meta: ClientMeta,
 }
+
+/// The response body type every HTTP handler in the gateway returns (static and streaming).
+pub type HttpBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
