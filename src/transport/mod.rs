@@ -123,7 +123,13 @@ pub trait ClientRx: Send + 'static {
 /// The sending half of a client link.
 pub trait ClientTx: Send + 'static {
     /// Sends one whole STOMP frame (or one heart-beat EOL) as one transport message.
+    /// May buffer: the relay calls [`ClientTx::flush`] when it has no further frame ready.
     fn send(&mut self, frame: Bytes) -> impl Future<Output = Result<(), LinkError>> + Send;
+
+    /// Pushes buffered messages out to the client.
+    fn flush(&mut self) -> impl Future<Output = Result<(), LinkError>> + Send {
+        async { Ok(()) }
+    }
 
     /// Closes the link with a code and a short reason; later sends fail.
     fn close(
