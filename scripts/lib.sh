@@ -1,0 +1,68 @@
+# shellcheck shell=bash
+# Shared helpers for the stompgate scripts: section headers and bounded port waits.
+# Sourced, never run: `source "$(dirname "$0")/lib.sh"`.
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export REPO_ROOT
+
+# Prints a visible section header to stderr.
+section() {
+  printf '\n\033[1m==> %s\033[0m\n' "$*" >&2
+}
+
+# Prints an informational line to stderr.
+info() {
+  printf '    %s\n' "$*" >&2
+}
+
+# Prints an error and exits 1.
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() {
+  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# wait_port PORT SECONDS NAME: waits until the port accepts connections, or dies.
+wait_port() {
+  local port=$1 limit=$2 name=$3 waited=0
+  until port_open "$port"; do
+    if (( waited >= limit )); then
+      die "$name did not open 127.0.0.1:$port within ${limit}s"
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  info "$name is accepting connections on 127.0.0.1:$port"
+}
+
+# Fails unless running as root (the broker set-up scripts install packages and start services).
+require_root() {
+  [[ $(id -u) -eq 0 ]] || die "$0 must run as root (it installs packages and starts services)"
+}
+
+# Runs apt-get non-interactively, waiting (bounded) for another apt/dpkg run to release its lock.
+apt_get() {
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"
+}
+
+# True when the Debian package $1 is installed.
+pkg_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# Installs Debian packages that are not installed yet; runs `apt-get update` first if the
+# install fails (a fresh machine has no package lists).
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    pkg_installed "$p" || missing+=("$p")
+  done
+  (( ${#missing[@]} == 0 )) && return 0
+  section "apt-get install ${missing[*]}"
+  apt_get install -y "${missing[@]}" \
+    || { apt_get update && apt_get install -y "${missing[@]}"; }
+}
