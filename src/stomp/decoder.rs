@@ -1,13 +1,30 @@
-//! Incremental STOMP decoder with limits enforced while streaming. (STUB: codec helper owns it.)
+//! Incremental STOMP decoder with limits enforced while streaming.
+//!
+//! The decoder is fed one growing `BytesMut` (as `tokio_util::codec::FramedRead` does): it
+//! parses header lines as they arrive and remembers where it stopped, so a frame that trickles
+//! in one byte at a time is scanned once, not once per byte. Nothing is consumed from the buffer
+//! until a whole item is there; then the frame's bytes are split off and frozen, and the
+//! decoded [`Frame`]'s headers and body are zero-copy slices of them (its [`Frame::raw`]).
+//!
+//! Callers must not change the buffer's existing bytes between calls (appending is the point),
+//! and must treat any error as fatal for the stream: the decoder resets, but the stream is no
+//! longer in sync.
 
-use bytes::BytesMut;
+use std::ops::Range;
 
-use super::{Frame, Version};
+use bytes::{Bytes, BytesMut};
+
+use super::escape::unescape;
+use super::frame::Header;
+use super::{Command, Frame, Version};
+
+/// Longest command line that can be valid: `UNSUBSCRIBE` / `DISCONNECT` plus a CR.
+const MAX_COMMAND_LINE_BYTES: usize = 12;
 
 /// Size limits enforced while a frame streams in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Bytes of command line + header block (up to the blank line).
+    /// Bytes of command line + header block (up to and including the blank line).
     pub max_header_bytes: usize,
     /// Number of header lines.
     pub max_headers: usize,
@@ -28,18 +45,95 @@ impl Default for Limits {
 /// What the decoder yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
-    /// A lone EOL between frames.
+    /// A lone EOL (LF or CRLF) between frames.
     Heartbeat,
     /// A whole frame.
     Frame(Frame),
 }
 
-/// Why a byte stream is not valid STOMP.
+/// Why a byte stream is not valid STOMP. `Display` is one line fit for the `message` header of
+/// an `ERROR` frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// Placeholder.
-    #[error("malformed frame: {0}")]
-    Malformed(&'static str),
+    /// The command line is not a STOMP command (shown escaped and truncated).
+    #[error("unknown command \"{0}\"")]
+    UnknownCommand(String),
+    /// A header line has no `:`.
+    #[error("header line without ':'")]
+    HeaderWithoutColon,
+    /// A header uses an escape sequence its version does not define.
+    #[error("undefined escape sequence in a {version} header")]
+    BadEscape {
+        /// The version whose escaping rules applied (`1.1` or `1.2`).
+        version: &'static str,
+    },
+    /// More header lines than allowed.
+    #[error("frame has more than {limit} headers")]
+    TooManyHeaders {
+        /// The limit.
+        limit: usize,
+    },
+    /// The command line and headers are longer than allowed.
+    #[error("frame headers exceed the {limit}-byte limit")]
+    HeaderTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body is (or is announced to be) longer than allowed.
+    #[error("frame body exceeds the {limit}-byte limit")]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// `content-length` is not a plain decimal number.
+    #[error("content-length is not a decimal number")]
+    BadContentLength,
+    /// `content-length` appears more than once (ambiguous, so refused).
+    #[error("content-length header appears more than once")]
+    RepeatedContentLength,
+    /// The byte after a `content-length` body is not NUL.
+    #[error("frame body is longer than its content-length")]
+    MissingNul,
+}
+
+impl DecodeError {
+    /// Whether the frame was refused for its size (maps to WebSocket close 1009).
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::TooManyHeaders { .. }
+                | DecodeError::HeaderTooLarge { .. }
+                | DecodeError::BodyTooLarge { .. }
+        )
+    }
+}
+
+/// A header name or value not yet cut out of the frame: a range of the frame's bytes, or the
+/// unescaped copy when unescaping changed something.
+#[derive(Debug, Clone)]
+enum Part {
+    Raw(Range<usize>),
+    Owned(Bytes),
+}
+
+impl Part {
+    fn resolve(self, raw: &Bytes) -> Bytes {
+        match self {
+            Part::Raw(r) => raw.slice(r),
+            Part::Owned(b) => b,
+        }
+    }
+}
+
+/// Where the decoder is within the frame at the front of the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Between frames: heart-beats or the start of a command line.
+    Idle,
+    /// Reading header lines; `line_start` is where the next unparsed line begins.
+    Headers { line_start: usize },
+    /// Reading the body, which starts at `start`; `scanned` is how far the NUL search got.
+    Body { start: usize, scanned: usize },
 }
 
 /// Incremental decoder.
@@ -47,6 +141,10 @@ pub enum DecodeError {
 pub struct Decoder {
     limits: Limits,
     version: Version,
+    stage: Stage,
+    command: Option<Command>,
+    headers: Vec<(Part, Part)>,
+    content_length: Option<usize>,
 }
 
 impl Decoder {
@@ -55,17 +153,256 @@ impl Decoder {
         Decoder {
             limits,
             version: Version::V1_0,
+            stage: Stage::Idle,
+            command: None,
+            headers: Vec::new(),
+            content_length: None,
         }
     }
 
-    /// Sets the negotiated version (decides header unescaping).
+    /// Sets the negotiated version (decides header unescaping). Takes effect for frames whose
+    /// header lines have not been parsed yet.
     pub fn set_version(&mut self, version: Version) {
         self.version = version;
     }
 
+    /// The version whose escaping rules apply.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Decodes the next item from `buf`; `Ok(None)` when more bytes are needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Item>, DecodeError> {
-        let _ = (buf, self.limits, self.version);
-        unimplemented!("codec")
+        let result = self.decode_inner(buf);
+        if result.is_err() {
+            self.reset();
+        }
+        result
+    }
+
+    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Item>, DecodeError> {
+        if self.stage == Stage::Idle {
+            match buf.first() {
+                None => return Ok(None),
+                Some(b'\n') => return Ok(Some(take_heartbeat(buf, 1))),
+                Some(b'\r') => match buf.get(1) {
+                    None => return Ok(None),
+                    Some(b'\n') => return Ok(Some(take_heartbeat(buf, 2))),
+                    Some(_) => {}
+                },
+                Some(_) => {}
+            }
+            self.stage = Stage::Headers { line_start: 0 };
+        }
+        if let Stage::Headers { .. } = self.stage {
+            if !self.read_headers(buf)? {
+                return Ok(None);
+            }
+        }
+        let Stage::Body { start, scanned } = self.stage else {
+            return Ok(None);
+        };
+        let Some(nul) = self.find_body_end(buf, start, scanned)? else {
+            return Ok(None);
+        };
+        Ok(Some(Item::Frame(self.take_frame(buf, start, nul))))
+    }
+
+    fn reset(&mut self) {
+        self.stage = Stage::Idle;
+        self.command = None;
+        self.headers.clear();
+        self.content_length = None;
+    }
+
+    /// Parses every complete header line in the buffer; true once the blank line was read.
+    fn read_headers(&mut self, buf: &mut BytesMut) -> Result<bool, DecodeError> {
+        let limit = self.limits.max_header_bytes;
+        let window = &buf[..buf.len().min(limit)];
+        loop {
+            let Stage::Headers { line_start } = self.stage else {
+                return Ok(true);
+            };
+            let Some(lf) = memchr::memchr(b'\n', &window[line_start..]) else {
+                return self.incomplete_header_line(buf, line_start).map(|()| false);
+            };
+            let lf = line_start + lf;
+            let end = if lf > line_start && window[lf - 1] == b'\r' {
+                lf - 1
+            } else {
+                lf
+            };
+            self.stage = Stage::Headers { line_start: lf + 1 };
+            self.read_line(window, line_start..end, lf + 1)?;
+        }
+    }
+
+    /// No LF yet: decide between "wait" and an early refusal.
+    fn incomplete_header_line(&self, buf: &BytesMut, line_start: usize) -> Result<(), DecodeError> {
+        let limit = self.limits.max_header_bytes;
+        let seen = buf.len().min(limit);
+        if self.command.is_none() && seen - line_start > MAX_COMMAND_LINE_BYTES {
+            return Err(unknown_command(&buf[line_start..seen]));
+        }
+        if buf.len() > limit {
+            return Err(DecodeError::HeaderTooLarge { limit });
+        }
+        Ok(())
+    }
+
+    /// Handles one line of the header block (without its EOL); `next` is where the next starts.
+    fn read_line(
+        &mut self,
+        window: &[u8],
+        line: Range<usize>,
+        next: usize,
+    ) -> Result<(), DecodeError> {
+        let Some(command) = self.command else {
+            let bytes = &window[line];
+            self.command = Some(Command::parse(bytes).ok_or_else(|| unknown_command(bytes))?);
+            return Ok(());
+        };
+        if line.is_empty() {
+            let start = next;
+            self.stage = Stage::Body {
+                start,
+                scanned: start,
+            };
+            return Ok(());
+        }
+        if self.headers.len() == self.limits.max_headers {
+            return Err(DecodeError::TooManyHeaders {
+                limit: self.limits.max_headers,
+            });
+        }
+        let colon = memchr::memchr(b':', &window[line.clone()])
+            .ok_or(DecodeError::HeaderWithoutColon)?
+            + line.start;
+        let escapes = command.escapes_headers();
+        let name = self.part(window, line.start..colon, escapes)?;
+        let value = self.part(window, colon + 1..line.end, escapes)?;
+        if part_bytes(window, &name) == b"content-length" {
+            self.set_content_length(part_bytes(window, &value))?;
+        }
+        self.headers.push((name, value));
+        Ok(())
+    }
+
+    /// A header name or value, unescaped when the command and version call for it.
+    fn part(&self, window: &[u8], range: Range<usize>, escapes: bool) -> Result<Part, DecodeError> {
+        if !escapes {
+            return Ok(Part::Raw(range));
+        }
+        let version = self.version;
+        match unescape(&window[range.clone()], version) {
+            Ok(std::borrow::Cow::Borrowed(_)) => Ok(Part::Raw(range)),
+            Ok(std::borrow::Cow::Owned(v)) => Ok(Part::Owned(Bytes::from(v))),
+            Err(_) => Err(DecodeError::BadEscape {
+                version: version.as_str(),
+            }),
+        }
+    }
+
+    fn set_content_length(&mut self, value: &[u8]) -> Result<(), DecodeError> {
+        if self.content_length.is_some() {
+            return Err(DecodeError::RepeatedContentLength);
+        }
+        let len = parse_decimal(value).ok_or(DecodeError::BadContentLength)?;
+        if len > self.limits.max_body_bytes {
+            return Err(DecodeError::BodyTooLarge {
+                limit: self.limits.max_body_bytes,
+            });
+        }
+        self.content_length = Some(len);
+        Ok(())
+    }
+
+    /// The index of the NUL ending the body starting at `start`, once it is in the buffer.
+    fn find_body_end(
+        &mut self,
+        buf: &mut BytesMut,
+        start: usize,
+        scanned: usize,
+    ) -> Result<Option<usize>, DecodeError> {
+        let limit = self.limits.max_body_bytes;
+        if let Some(len) = self.content_length {
+            let nul = start + len;
+            return match buf.get(nul) {
+                Some(0) => Ok(Some(nul)),
+                Some(_) => Err(DecodeError::MissingNul),
+                None => {
+                    buf.reserve(nul + 1 - buf.len());
+                    Ok(None)
+                }
+            };
+        }
+        // Without content-length the body ends at the first NUL, at most `limit` bytes in.
+        let window_end = buf.len().min(start + limit + 1);
+        if let Some(i) = memchr::memchr(0, &buf[scanned..window_end]) {
+            return Ok(Some(scanned + i));
+        }
+        if buf.len() > start + limit {
+            return Err(DecodeError::BodyTooLarge { limit });
+        }
+        self.stage = Stage::Body {
+            start,
+            scanned: window_end,
+        };
+        Ok(None)
+    }
+
+    /// Splits the whole frame (through its NUL) off the buffer and assembles it.
+    fn take_frame(&mut self, buf: &mut BytesMut, body_start: usize, nul: usize) -> Frame {
+        let raw = buf.split_to(nul + 1).freeze();
+        let headers = self
+            .headers
+            .drain(..)
+            .map(|(n, v)| Header {
+                name: n.resolve(&raw),
+                value: v.resolve(&raw),
+            })
+            .collect();
+        let body = raw.slice(body_start..nul);
+        let command = self.command.take().unwrap_or(Command::Send);
+        self.reset();
+        Frame::from_parts(command, headers, body, Some(raw))
     }
 }
+
+fn take_heartbeat(buf: &mut BytesMut, eol_len: usize) -> Item {
+    let _ = buf.split_to(eol_len);
+    Item::Heartbeat
+}
+
+/// The bytes of a part while the frame is still in the buffer.
+fn part_bytes<'a>(window: &'a [u8], part: &'a Part) -> &'a [u8] {
+    match part {
+        Part::Raw(r) => &window[r.clone()],
+        Part::Owned(b) => b,
+    }
+}
+
+/// A plain non-negative decimal (digits only, no sign, no spaces), without overflow.
+fn parse_decimal(value: &[u8]) -> Option<usize> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0usize, |acc, &b| {
+        let digit = b.is_ascii_digit().then(|| usize::from(b - b'0'))?;
+        acc.checked_mul(10)?.checked_add(digit)
+    })
+}
+
+fn unknown_command(line: &[u8]) -> DecodeError {
+    let shown = &line[..line.len().min(MAX_COMMAND_LINE_BYTES)];
+    DecodeError::UnknownCommand(shown.escape_ascii().to_string())
+}
+
+#[cfg(test)]
+#[path = "codec_tests.rs"]
+mod tests;

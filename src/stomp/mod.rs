@@ -11,6 +11,6 @@ mod negotiate;
 pub use command::Command;
 pub use decoder::{DecodeError, Decoder, Item, Limits};
 pub use encoder::{encode, encode_heartbeat};
-pub use escape::{escape_into, unescape, EscapeError};
+pub use escape::{escape_into, unescape, write_verbatim, EscapeError};
 pub use frame::{Frame, Header};
 pub use negotiate::{negotiate_heartbeat, parse_heartbeat, HeartBeat, Version};
