@@ -1,1 +1,149 @@
-//! upstream (to be written).
+//! Connecting to the broker: an ordered address list, a connect timeout, TCP_NODELAY, and (when
+//! configured) TLS. Knows nothing of browsers.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A connection to the broker, plain or TLS.
+pub enum BrokerStream {
+    /// Plain TCP.
+    Tcp(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Why the broker could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No address answered within the timeout.
+    #[error("broker unreachable: {0}")]
+    Unreachable(String),
+    /// The connect (or handshake) took longer than the timeout.
+    #[error("broker connect timed out after {0:?}")]
+    Timeout(Duration),
+    /// TLS to the broker failed (untrusted certificate, name mismatch, ...).
+    #[error("broker TLS failed: {0}")]
+    Tls(String),
+}
+
+impl UpstreamError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UpstreamError::Unreachable(_) => "unreachable",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Tls(_) => "tls",
+        }
+    }
+}
+
+/// Connects to the first address that answers, each attempt bounded by `timeout`.
+/// Returns the stream and the address it reached.
+pub async fn connect_tcp(
+    addrs: &[String],
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr), UpstreamError> {
+    let mut last = String::from("no upstream address configured");
+    for addr in addrs {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr.as_str())).await {
+            Ok(Ok(stream)) => {
+                // Small frames (ACKs, heart-beats) must not wait for Nagle.
+                let _ = stream.set_nodelay(true);
+                let peer = stream
+                    .peer_addr()
+                    .map_err(|e| UpstreamError::Unreachable(format!("{addr}: {e}")))?;
+                return Ok((stream, peer));
+            }
+            Ok(Err(e)) => last = format!("{addr}: {e}"),
+            Err(_) => last = format!("{addr}: no answer within {timeout:?}"),
+        }
+    }
+    Err(UpstreamError::Unreachable(last))
+}
+
+impl AsyncRead for BrokerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BrokerStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            BrokerStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for BrokerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BrokerStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            BrokerStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BrokerStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            BrokerStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BrokerStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            BrokerStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BrokerStream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            BrokerStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            BrokerStream::Tcp(s) => s.is_write_vectored(),
+            BrokerStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn falls_through_to_the_next_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good = listener.local_addr().unwrap().to_string();
+        // Port 1 on loopback refuses at once.
+        let addrs = vec!["127.0.0.1:1".to_owned(), good.clone()];
+        let (_s, peer) = connect_tcp(&addrs, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(peer.to_string(), good);
+    }
+
+    #[tokio::test]
+    async fn all_refused_is_unreachable() {
+        let err = connect_tcp(&["127.0.0.1:1".to_owned()], Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "unreachable");
+    }
+}

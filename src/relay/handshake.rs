@@ -1,0 +1,231 @@
+//! AwaitConnect and Connecting: read the client's CONNECT under a timeout, apply the policy,
+//! open the broker connection, exchange CONNECT/CONNECTED, and learn the negotiated version
+//! and heart-beats.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{timeout_at, Instant};
+use tracing::debug;
+
+use super::{ClientSide, End, RelayContext};
+use crate::policy::rewrite_connect;
+use crate::stomp::{
+    encode, negotiate_heartbeat, parse_heartbeat, Command, Decoder, Frame, HeartBeat, Item, Version,
+};
+use crate::transport::{ClientRx, ClientTx};
+use crate::upstream::{connect_tcp, BrokerStream};
+
+/// Extra time allowed beyond a negotiated heart-beat interval before the peer counts as dead.
+const HEARTBEAT_GRACE_FACTOR: u32 = 2;
+/// Flat slack added to every heart-beat deadline (network jitter, timer granularity).
+const HEARTBEAT_SLACK: Duration = Duration::from_secs(1);
+/// Initial broker read buffer.
+pub(super) const BROKER_READ_BYTES: usize = 4 * 1024;
+
+/// A broker connection past CONNECTED.
+pub(super) struct Upstream {
+    pub stream: BrokerStream,
+    pub buf: BytesMut,
+    pub decoder: Decoder,
+    pub version: Version,
+    /// Deadline for silence from the client (None: no heart-beats negotiated).
+    pub client_idle: Option<Duration>,
+    /// Deadline for silence from the broker.
+    pub broker_idle: Option<Duration>,
+}
+
+/// Runs AwaitConnect and Connecting. On success the broker's CONNECTED has been forwarded.
+pub(super) async fn establish<R: ClientRx, T: ClientTx>(
+    ctx: &RelayContext,
+    client: &mut ClientSide<R>,
+    tx: &mut T,
+) -> Result<Upstream, End> {
+    let deadline = Instant::now() + ctx.config.connect_timeout;
+    let mut connect = read_connect(client, deadline).await?;
+    let client_hb = connect
+        .header("heart-beat")
+        .map(|v| parse_heartbeat(v).ok_or_else(|| End::protocol("invalid heart-beat header", None)))
+        .transpose()?
+        .unwrap_or_default();
+    authorize(ctx, &mut connect)?;
+    let mut up = open_upstream(ctx, &connect).await?;
+    let connected = read_connected(ctx, &mut up).await;
+    let connected = match connected {
+        Ok(f) => f,
+        Err(Some(error)) => {
+            // The broker refused (bad credentials, unknown vhost): forward its ERROR as is.
+            let _ = tx.send(frame_bytes(&error, Version::V1_0)).await;
+            let _ = tx.flush().await;
+            return Err(End::BrokerError);
+        }
+        Err(None) => return Err(End::BrokerProtocol("no CONNECTED from broker".into())),
+    };
+    let version = connected
+        .header("version")
+        .and_then(Version::parse)
+        .unwrap_or(Version::V1_0);
+    let server_hb = connected
+        .header("heart-beat")
+        .and_then(parse_heartbeat)
+        .unwrap_or_default();
+    tx.send(frame_bytes(&connected, Version::V1_0))
+        .await
+        .map_err(End::from_link)?;
+    tx.flush().await.map_err(End::from_link)?;
+    client.decoder.set_version(version);
+    up.decoder.set_version(version);
+    let (client_idle, broker_idle) = idle_limits(client_hb, server_hb);
+    debug!(
+        version = version.as_str(),
+        ?client_idle,
+        ?broker_idle,
+        "session connected"
+    );
+    Ok(Upstream {
+        stream: up.stream,
+        buf: up.buf,
+        decoder: up.decoder,
+        version,
+        client_idle,
+        broker_idle,
+    })
+}
+
+/// How long each side may stay silent: the negotiated interval at which it must send, times the
+/// grace factor, plus slack.
+fn idle_limits(client: HeartBeat, server: HeartBeat) -> (Option<Duration>, Option<Duration>) {
+    // From the client's point of view: (it sends every .0, it receives every .1).
+    let (client_sends, server_sends) = negotiate_heartbeat(client, server);
+    let grace = |d: Duration| d * HEARTBEAT_GRACE_FACTOR + HEARTBEAT_SLACK;
+    (client_sends.map(grace), server_sends.map(grace))
+}
+
+/// Reads until the first frame, which must be CONNECT or STOMP.
+async fn read_connect<R: ClientRx>(
+    client: &mut ClientSide<R>,
+    deadline: Instant,
+) -> Result<Frame, End> {
+    loop {
+        while let Some(item) = client
+            .decoder
+            .decode(&mut client.buf)
+            .map_err(End::Malformed)?
+        {
+            match item {
+                Item::Heartbeat => continue,
+                Item::Frame(f) if f.command.is_connect() => return Ok(f),
+                Item::Frame(f) => {
+                    return Err(End::protocol(
+                        format!(
+                            "{} before CONNECT: the first frame must be CONNECT or STOMP",
+                            f.command
+                        ),
+                        f.header_bytes("receipt").cloned(),
+                    ))
+                }
+            }
+        }
+        match timeout_at(deadline, client.rx.recv()).await {
+            Err(_) => return Err(End::ConnectTimeout),
+            Ok(Ok(Some(chunk))) => client.buf.extend_from_slice(&chunk),
+            Ok(Ok(None)) => return Err(End::ClientGone),
+            Ok(Err(e)) => return Err(End::from_link(e)),
+        }
+    }
+}
+
+/// Applies the CONNECT policy: today the static rewrite (or explicit pass-through).
+fn authorize(ctx: &RelayContext, connect: &mut Frame) -> Result<(), End> {
+    for guarded in ["login", "passcode", "host", "accept-version", "heart-beat"] {
+        if connect.header_count(guarded) > 1 && ctx.config.upstream.passthrough {
+            // With pass-through the client's values reach the broker: refuse ambiguity.
+            return Err(End::Refused {
+                message: format!("repeated `{guarded}` header in CONNECT"),
+                receipt: None,
+            });
+        }
+    }
+    if !ctx.config.upstream.passthrough {
+        rewrite_connect(connect, &ctx.config.upstream.identity);
+    }
+    Ok(())
+}
+
+/// A broker connection during CONNECT/CONNECTED.
+struct Opening {
+    stream: BrokerStream,
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+async fn open_upstream(ctx: &RelayContext, connect: &Frame) -> Result<Opening, End> {
+    let up = &ctx.config.upstream;
+    let (tcp, addr) = connect_tcp(&up.addrs, up.connect_timeout)
+        .await
+        .map_err(|e| End::BrokerUnreachable(e.to_string()))?;
+    debug!(upstream = %addr, "broker connected");
+    let mut stream = BrokerStream::Tcp(tcp);
+    let bytes = frame_bytes(connect, Version::V1_0);
+    tokio::time::timeout(up.connect_timeout, stream.write_all(&bytes))
+        .await
+        .map_err(|_| End::BrokerUnreachable("timed out writing CONNECT".into()))?
+        .map_err(|e| End::BrokerGone(e.to_string()))?;
+    Ok(Opening {
+        stream,
+        buf: BytesMut::with_capacity(BROKER_READ_BYTES),
+        decoder: Decoder::new(ctx.config.limits),
+    })
+}
+
+/// Reads the broker's answer to CONNECT: `Ok(CONNECTED)`, `Err(Some(ERROR))`, or `Err(None)`
+/// for anything else (timeout, close, garbage).
+async fn read_connected(ctx: &RelayContext, up: &mut Opening) -> Result<Frame, Option<Frame>> {
+    let deadline = Instant::now() + ctx.config.upstream.connect_timeout;
+    loop {
+        match up.decoder.decode(&mut up.buf) {
+            Ok(Some(Item::Heartbeat)) => continue,
+            Ok(Some(Item::Frame(f))) if f.command == Command::Connected => return Ok(f),
+            Ok(Some(Item::Frame(f))) if f.command == Command::Error => return Err(Some(f)),
+            Ok(Some(Item::Frame(_))) | Err(_) => return Err(None),
+            Ok(None) => {}
+        }
+        match timeout_at(deadline, up.stream.read_buf(&mut up.buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Err(None),
+        }
+    }
+}
+
+/// The frame's wire bytes: the original when unchanged, else a fresh encoding.
+pub(super) fn frame_bytes(frame: &Frame, version: Version) -> Bytes {
+    if let Some(raw) = frame.raw() {
+        return raw.clone();
+    }
+    let mut out = BytesMut::new();
+    encode(frame, version, &mut out);
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_limits_follow_negotiation() {
+        let client = HeartBeat {
+            send_ms: 10_000,
+            recv_ms: 10_000,
+        };
+        let server = HeartBeat {
+            send_ms: 4_000,
+            recv_ms: 4_000,
+        };
+        let (c, b) = idle_limits(client, server);
+        assert_eq!(c, Some(Duration::from_secs(21)));
+        assert_eq!(b, Some(Duration::from_secs(21)));
+        let (c, b) = idle_limits(HeartBeat::default(), server);
+        assert_eq!((c, b), (None, None));
+    }
+}

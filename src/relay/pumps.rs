@@ -1,0 +1,245 @@
+//! The Connected state: `client_to_broker` and `broker_to_client`, run side by side.
+//!
+//! Each pump decodes every whole frame its buffer holds, forwards them in one batch (one write
+//! to the broker; one flush to the client), then waits for more bytes. Backpressure is natural:
+//! a pump that cannot write does not read, so a slow browser slows its broker socket and a slow
+//! broker slows its browser (invariant 4).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::handshake::{frame_bytes, Upstream, BROKER_READ_BYTES};
+use super::{ClientSide, End, RelayContext};
+use crate::stomp::{encode, Command, Frame, Item, Version};
+use crate::transport::{ClientRx, ClientTx};
+
+/// How long a DISCONNECT waits for the broker's RECEIPT before the session closes anyway.
+const DISCONNECT_RECEIPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One heart-beat EOL.
+static HEARTBEAT: Bytes = Bytes::from_static(b"\n");
+
+/// Runs both pumps until one ends; returns why.
+pub(super) async fn run<R: ClientRx, T: ClientTx>(
+    ctx: &RelayContext,
+    client: &mut ClientSide<R>,
+    tx: &mut T,
+    up: Upstream,
+) -> End {
+    let Upstream {
+        stream,
+        mut buf,
+        mut decoder,
+        version,
+        client_idle,
+        broker_idle,
+    } = up;
+    let (mut broker_rd, mut broker_wr) = tokio::io::split(stream);
+    // Set by client_to_broker when DISCONNECT asked for a receipt; broker_to_client ends the
+    // session once that RECEIPT has been delivered.
+    let disconnect_receipt = OnceLock::new();
+    let c2b = client_to_broker(
+        ctx,
+        client,
+        &mut broker_wr,
+        version,
+        client_idle,
+        &disconnect_receipt,
+    );
+    let b2c = broker_to_client(
+        &mut broker_rd,
+        &mut buf,
+        &mut decoder,
+        tx,
+        broker_idle,
+        &disconnect_receipt,
+    );
+    tokio::select! {
+        end = c2b => end,
+        end = b2c => end,
+    }
+}
+
+/// Reads the client, checks each frame, forwards it to the broker.
+async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
+    ctx: &RelayContext,
+    client: &mut ClientSide<R>,
+    broker: &mut W,
+    version: Version,
+    idle: Option<Duration>,
+    disconnect_receipt: &OnceLock<Bytes>,
+) -> End {
+    let mut out = BytesMut::new();
+    loop {
+        let step = decode_client_batch(ctx, client, version, &mut out);
+        if !out.is_empty() {
+            if let Err(e) = broker.write_all(&out).await {
+                return End::BrokerGone(e.to_string());
+            }
+            out.clear();
+        }
+        match step {
+            Batch::More => {}
+            Batch::End(end) => return end,
+            Batch::Disconnect(receipt) => {
+                let Some(receipt) = receipt else {
+                    return End::Disconnected;
+                };
+                let _ = disconnect_receipt.set(receipt);
+                // broker_to_client ends the session when the RECEIPT arrives.
+                tokio::time::sleep(DISCONNECT_RECEIPT_TIMEOUT).await;
+                return End::Disconnected;
+            }
+        }
+        let chunk = match idle {
+            Some(limit) => match tokio::time::timeout(limit, client.rx.recv()).await {
+                Ok(r) => r,
+                Err(_) => return End::ClientHeartbeatTimeout,
+            },
+            None => client.rx.recv().await,
+        };
+        match chunk {
+            Ok(Some(chunk)) => client.buf.extend_from_slice(&chunk),
+            Ok(None) => return End::ClientGone,
+            Err(e) => return End::from_link(e),
+        }
+    }
+}
+
+/// What decoding the client's buffered bytes led to.
+enum Batch {
+    /// All whole frames were taken; wait for more bytes.
+    More,
+    /// DISCONNECT forwarded (with its receipt id, if any): stop reading the client.
+    Disconnect(Option<Bytes>),
+    /// The session must end.
+    End(End),
+}
+
+/// Decodes every whole frame in the client's buffer into `out`, refusing what may not pass.
+fn decode_client_batch<R>(
+    ctx: &RelayContext,
+    client: &mut ClientSide<R>,
+    version: Version,
+    out: &mut BytesMut,
+) -> Batch {
+    loop {
+        let frame = match client.decoder.decode(&mut client.buf) {
+            Ok(None) => return Batch::More,
+            Ok(Some(Item::Heartbeat)) => {
+                out.extend_from_slice(&HEARTBEAT);
+                continue;
+            }
+            Ok(Some(Item::Frame(f))) => f,
+            Err(e) => return Batch::End(End::Malformed(e)),
+        };
+        if let Err(end) = check_client_frame(ctx, &frame) {
+            return Batch::End(end);
+        }
+        append_frame(&frame, version, out);
+        if frame.command == Command::Disconnect {
+            return Batch::Disconnect(frame.header_bytes("receipt").cloned());
+        }
+    }
+}
+
+/// The per-frame rules of the Connected state (invariants 1 and 3).
+fn check_client_frame(_ctx: &RelayContext, frame: &Frame) -> Result<(), End> {
+    let receipt = || frame.header_bytes("receipt").cloned();
+    if frame.command.is_connect() {
+        return Err(End::protocol(
+            "already connected: a second CONNECT is not allowed",
+            receipt(),
+        ));
+    }
+    if frame.command.is_server() {
+        return Err(End::protocol(
+            format!(
+                "{} is a server frame; a client may not send it",
+                frame.command
+            ),
+            receipt(),
+        ));
+    }
+    if frame.header_count("destination") > 1 {
+        return Err(End::protocol(
+            "ambiguous frame: repeated `destination` header",
+            receipt(),
+        ));
+    }
+    Ok(())
+}
+
+fn append_frame(frame: &Frame, version: Version, out: &mut BytesMut) {
+    match frame.raw() {
+        Some(raw) => out.extend_from_slice(raw),
+        None => encode(frame, version, out),
+    }
+}
+
+/// Reads the broker, forwards every frame to the client as one message each.
+async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
+    broker: &mut Rd,
+    buf: &mut BytesMut,
+    decoder: &mut crate::stomp::Decoder,
+    tx: &mut T,
+    idle: Option<Duration>,
+    disconnect_receipt: &OnceLock<Bytes>,
+) -> End {
+    loop {
+        loop {
+            let frame = match decoder.decode(buf) {
+                Ok(None) => break,
+                Ok(Some(Item::Heartbeat)) => {
+                    if let Err(e) = tx.send(HEARTBEAT.clone()).await {
+                        return End::from_link(e);
+                    }
+                    continue;
+                }
+                Ok(Some(Item::Frame(f))) => f,
+                Err(e) => return End::BrokerProtocol(e.to_string()),
+            };
+            if let Err(e) = tx.send(frame_bytes(&frame, Version::V1_0)).await {
+                return End::from_link(e);
+            }
+            if let Some(end) = ends_session(&frame, disconnect_receipt) {
+                let _ = tx.flush().await;
+                return end;
+            }
+        }
+        if let Err(e) = tx.flush().await {
+            return End::from_link(e);
+        }
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(BROKER_READ_BYTES);
+        }
+        let read = match idle {
+            Some(limit) => match tokio::time::timeout(limit, broker.read_buf(buf)).await {
+                Ok(r) => r,
+                Err(_) => return End::BrokerHeartbeatTimeout,
+            },
+            None => broker.read_buf(buf).await,
+        };
+        match read {
+            Ok(0) => return End::BrokerGone("broker closed the connection".into()),
+            Ok(_) => {}
+            Err(e) => return End::BrokerGone(e.to_string()),
+        }
+    }
+}
+
+/// A broker ERROR ends the session (the broker closes after it); so does the RECEIPT of the
+/// client's DISCONNECT.
+fn ends_session(frame: &Frame, disconnect_receipt: &OnceLock<Bytes>) -> Option<End> {
+    match frame.command {
+        Command::Error => Some(End::BrokerError),
+        Command::Receipt => {
+            let wanted = disconnect_receipt.get()?;
+            (frame.header_bytes("receipt-id") == Some(wanted)).then_some(End::Disconnected)
+        }
+        _ => None,
+    }
+}
