@@ -1,1 +1,0 @@
-//! tls (to be written).
