@@ -10,6 +10,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | CLI flags, `STOMPGATE_*` env, TOML file, validation, secrets |
+//! | [`logging`] | `tracing` set-up (text or JSON) |
 //! | [`stomp`] | frames, the incremental decoder with limits, the encoder, version rules (no I/O) |
 //! | [`transport`] | the [`transport::ClientLink`] halves; WebSocket ([`transport::ws`]) and SockJS ([`transport::sockjs`]) |
 //! | [`policy`] | authentication, CONNECT rewrite, destination ACLs (pure functions) |
@@ -22,6 +23,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod relay;
