@@ -290,6 +290,21 @@ pub struct Options {
     /// Log filter in `RUST_LOG` syntax. Default `info` (or `RUST_LOG`).
     #[arg(long, env = "STOMPGATE_LOG")]
     pub log: Option<String>,
+
+    /// Export per-connection series (`stompgate_connection_*{connection="<id>"}`). Off by
+    /// default: every live session adds series, so the count is capped by
+    /// `metrics_per_connection_cap`.
+    #[arg(long, env = "STOMPGATE_METRICS_PER_CONNECTION", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_per_connection: Option<bool>,
+
+    /// Most sessions that get per-connection series at once (later ones get none). Default 100.
+    #[arg(long, env = "STOMPGATE_METRICS_PER_CONNECTION_CAP")]
+    pub metrics_per_connection_cap: Option<usize>,
+
+    /// Proxies (CIDR list, e.g. `10.0.0.0/8,127.0.0.1/32`) whose `X-Forwarded-For` is believed
+    /// for the client address in logs and `/connections`. Default: none (the TCP peer).
+    #[arg(long, env = "STOMPGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
 }
 
 macro_rules! merge_fields {
@@ -311,6 +326,9 @@ impl Options {
             sockjs_heartbeat, sockjs_disconnect_delay, sockjs_response_limit, sockjs_cookie,
             sockjs_disable, demo, policy, tls_listen, tls_cert, tls_key, tls_client_ca,
             tls_client_auth, log_format, log,
+        );
+        merge_fields!(self, file;
+            metrics_per_connection, metrics_per_connection_cap, trusted_proxies,
         );
         self
     }
@@ -456,6 +474,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter.
     pub log: Option<String>,
+    /// Per-connection metric series (opt-in).
+    pub metrics_per_connection: bool,
+    /// Cap on sessions with per-connection series.
+    pub metrics_per_connection_cap: usize,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 const SOCKJS_TRANSPORTS: [&str; 6] = [
@@ -635,6 +659,9 @@ impl Config {
             policy: o.policy,
             log_format: o.log_format.unwrap_or_default(),
             log: o.log,
+            metrics_per_connection: o.metrics_per_connection.unwrap_or(false),
+            metrics_per_connection_cap: o.metrics_per_connection_cap.unwrap_or(100),
+            trusted_proxies: o.trusted_proxies.unwrap_or_default(),
         })
     }
 
