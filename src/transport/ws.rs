@@ -68,17 +68,21 @@ impl WsOptions {
     /// the decoder would accept (header block + body + slack), so an oversized message is
     /// refused by the transport before it is buffered whole.
     pub fn from_config(config: &Config) -> Self {
-        let max_message = config
-            .limits
-            .max_header_bytes
-            .saturating_add(config.limits.max_body_bytes)
-            .saturating_add(MESSAGE_SLACK_BYTES);
+        let limits = &config.limits;
+        let max_message = max_message_bytes(limits.max_header_bytes, limits.max_body_bytes);
         WsOptions {
             allowed_origins: config.allowed_origins.clone(),
             frame_mode: config.ws_frame,
             config: ws_config(max_message),
         }
     }
+}
+
+/// The largest WebSocket message for a STOMP frame of at most these header and body sizes.
+pub fn max_message_bytes(max_header_bytes: usize, max_body_bytes: usize) -> usize {
+    max_header_bytes
+        .saturating_add(max_body_bytes)
+        .saturating_add(MESSAGE_SLACK_BYTES)
 }
 
 /// tungstenite settings with small buffers and the given message (and frame) limit.
