@@ -1,5 +1,43 @@
-//! Policy: authentication, CONNECT rewrite, destination ACLs. Pure functions, no sockets.
+//! Policy: authentication, identity → broker mapping, CONNECT rewrite, destination ACLs.
+//! Pure functions over frames and request metadata: no sockets, no tokio.
+//!
+//! The relay's use of it, per session:
+//!
+//! 1. `limiter.check(peer_ip, now)?` ([`LoginLimiter`], kept by the server behind a mutex);
+//! 2. `let policy = handle.current();` ([`PolicyHandle`]), then
+//!    `policy.authenticate(&connect, &meta)` **under `spawn_blocking`** (argon2 is slow on
+//!    purpose); on `Err(e)`: `limiter.record_failure(..)`, `ERROR` with `message: e` and
+//!    metric label `e.reason()`, close;
+//! 3. `let up = policy.upstream_for(&identity, &connect)?; rewrite_connect(&mut connect, &up);`
+//! 4. for every later client frame: `policy.check_frame(&identity, &frame)` (with the policy
+//!    current at that time; the session keeps its `identity`).
+//!
+//! File formats and semantics: `docs/policy.md`.
 
+mod acl;
+mod backend;
+mod cli;
+mod credentials;
+mod error;
+mod handle;
+mod identity;
+mod jwt;
+mod limiter;
+mod mapping;
+#[allow(clippy::module_inception)]
+mod policy;
 mod rewrite;
+mod schema;
+mod template;
+mod users;
 
+pub use acl::glob_match;
+pub use cli::{hash_password_cli, hash_password_io, HashPasswordArgs};
+pub use error::{AuthError, Denied, DeniedKind, PolicyError};
+pub use handle::PolicyHandle;
+pub use identity::{AuthSource, Identity};
+pub use limiter::{LimiterSettings, LoginLimiter};
+pub use policy::Policy;
 pub use rewrite::{rewrite_connect, UpstreamIdentity};
+pub use template::{parse as parse_template, Piece, Var};
+pub use users::{hash_password, hash_password_with, test_params, MAX_PASSWORD_BYTES};
