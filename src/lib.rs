@@ -20,9 +20,11 @@
 //! | [`tls`] | rustls configurations and certificate reload |
 //! | [`metrics`] | the Prometheus registry and the live-connection table |
 //! | [`admin`] | `/metrics`, `/healthz`, `/readyz`, `/connections` |
+//! | [`demo`] | the demo page (`demo/`), embedded and served at `/` with `--demo` |
 
 pub mod admin;
 pub mod config;
+pub mod demo;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

@@ -297,7 +297,7 @@ impl Frontend {
             // TODO(sockjs): route to `Sockjs::handle` once src/transport/sockjs lands.
             return not_found();
         }
-        serve_static(path).unwrap_or_else(not_found)
+        serve_static(path, self.config.demo).unwrap_or_else(not_found)
     }
 
     /// Answers a WebSocket upgrade and starts its session.
@@ -375,10 +375,13 @@ fn under_prefix(path: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// Static pages (the demo page at `/`). Filled in by the demo work; `None` is a 404.
-fn serve_static(path: &str) -> Option<Response<HttpBody>> {
-    let _ = path;
-    None
+/// Static pages: the demo page at `/` when `--demo` is on ([`crate::demo`]); `None` is a 404.
+fn serve_static(path: &str, demo: bool) -> Option<Response<HttpBody>> {
+    if demo {
+        crate::demo::response(path)
+    } else {
+        None
+    }
 }
 
 fn not_found() -> Response<HttpBody> {
