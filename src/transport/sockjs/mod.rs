@@ -1,1 +1,438 @@
-//! SockJS transport (helper owns it).
+//! The SockJS server protocol (as `sockjs-client` 1.x speaks it), presenting each SockJS
+//! session to the relay as the same [`ClientLink`] a WebSocket connection gives. It knows
+//! nothing of STOMP: inbound SockJS messages are handed over as byte chunks (the relay
+//! re-frames them), and each outbound STOMP frame becomes one SockJS message.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | [`Sockjs`]: routing under the prefix, origin checks, transport switches |
+//! | `session.rs` | sessions, their registry and expiry, [`SockjsRx`] / [`SockjsTx`] |
+//! | `frames.rs` | `o` / `h` / `a[...]` / `c[...]` frames and SockJS JSON escaping |
+//! | `receive.rs` | `xhr`, `xhr_streaming`, `eventsource`, `htmlfile`, `jsonp` |
+//! | `send.rs` | `xhr_send`, `jsonp_send` |
+//! | `websocket.rs` | the `websocket` transport and the raw `{prefix}/websocket` endpoint |
+//! | `info.rs` | greeting, `/info`, the iframe page, `OPTIONS` |
+//! | `http.rs` | CORS, caching, cookie headers, bounded bodies, query decoding |
+
+mod frames;
+mod http;
+mod info;
+mod receive;
+mod send;
+mod session;
+mod websocket;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+pub use frames::{close_frame, messages_frame, quote};
+pub use session::{SockjsRx, SockjsTx};
+
+use self::http as h;
+use crate::config::SockjsConfig;
+use crate::transport::{ClientLink, ClientMeta, HttpBody, TransportKind};
+use receive::{Framer, Receiver};
+use send::SendKind;
+use session::{Lookup, Registry, SessionLimits};
+
+/// Called once per new SockJS session, as it opens; the callee runs the session.
+pub type SessionSink = Arc<dyn Fn(ClientLink<SockjsRx, SockjsTx>) + Send + Sync>;
+
+/// The `sockjs-client` the iframe page loads by default.
+pub const DEFAULT_CLIENT_URL: &str =
+    "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
+
+/// Limits and settings beyond [`SockjsConfig`]; the defaults suit the gateway.
+#[derive(Debug, Clone)]
+pub struct SockjsOptions {
+    /// Most live sessions (all transports); more are refused with 503. Default 100 000.
+    pub max_sessions: usize,
+    /// Largest `xhr_send` / `jsonp_send` body, and largest WebSocket message. Default 8 MiB.
+    pub max_body_bytes: usize,
+    /// Most messages queued for one client. Default 1024.
+    pub queue_messages: usize,
+    /// Most bytes queued for one client (one message is always admitted). Default 8 MiB.
+    pub queue_bytes: usize,
+    /// How long a send waits for queue room (or a WebSocket write) before the session is
+    /// closed as too slow. Default 10 s.
+    pub send_timeout: Duration,
+    /// Client messages buffered towards the relay per session. Default 256.
+    pub inbound_messages: usize,
+    /// The `sockjs-client` script URL in the iframe page. Default [`DEFAULT_CLIENT_URL`].
+    pub client_url: String,
+}
+
+impl Default for SockjsOptions {
+    fn default() -> Self {
+        SockjsOptions {
+            max_sessions: 100_000,
+            max_body_bytes: 8 * 1024 * 1024,
+            queue_messages: 1024,
+            queue_bytes: 8 * 1024 * 1024,
+            send_timeout: Duration::from_secs(10),
+            inbound_messages: 256,
+            client_url: DEFAULT_CLIENT_URL.to_owned(),
+        }
+    }
+}
+
+/// The SockJS service mounted under `config.path`.
+pub struct Sockjs {
+    config: SockjsConfig,
+    prefix: String,
+    allowed_origins: Vec<String>,
+    on_session: SessionSink,
+    options: SockjsOptions,
+    limits: SessionLimits,
+    registry: Arc<Registry>,
+    iframe: info::Iframe,
+}
+
+/// Where a path under the prefix leads.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Greeting,
+    Info,
+    Iframe,
+    RawWebsocket,
+    Session { id: &'a str, transport: &'a str },
+    NotFound,
+}
+
+/// Routes the path remainder after the prefix.
+fn route(rest: &str) -> Route<'_> {
+    match rest {
+        "" | "/" => return Route::Greeting,
+        "/info" => return Route::Info,
+        "/websocket" => return Route::RawWebsocket,
+        _ => {}
+    }
+    let Some(rest) = rest.strip_prefix('/') else {
+        return Route::NotFound;
+    };
+    if info::is_iframe_path(rest) {
+        return Route::Iframe;
+    }
+    let valid = |s: &str| !s.is_empty() && !s.contains('.');
+    let mut parts = rest.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(server), Some(id), Some(transport), None)
+            if valid(server) && valid(id) && !transport.is_empty() =>
+        {
+            Route::Session { id, transport }
+        }
+        _ => Route::NotFound,
+    }
+}
+
+impl Sockjs {
+    /// The service with default [`SockjsOptions`].
+    pub fn new(
+        config: SockjsConfig,
+        allowed_origins: Vec<String>,
+        on_session: SessionSink,
+    ) -> Arc<Self> {
+        Self::with_options(
+            config,
+            allowed_origins,
+            on_session,
+            SockjsOptions::default(),
+        )
+    }
+
+    /// The service with explicit options.
+    pub fn with_options(
+        config: SockjsConfig,
+        allowed_origins: Vec<String>,
+        on_session: SessionSink,
+        options: SockjsOptions,
+    ) -> Arc<Self> {
+        let limits = SessionLimits {
+            heartbeat: config.heartbeat,
+            disconnect_delay: config.disconnect_delay,
+            queue_messages: options.queue_messages.max(1),
+            queue_bytes: options.queue_bytes,
+            send_timeout: options.send_timeout,
+            inbound_messages: options.inbound_messages,
+        };
+        Arc::new(Sockjs {
+            prefix: config.path.trim_end_matches('/').to_owned(),
+            iframe: info::Iframe::new(&options.client_url),
+            config,
+            allowed_origins,
+            on_session,
+            options,
+            limits,
+            registry: Registry::new(),
+        })
+    }
+
+    /// Live SockJS sessions, all transports (counted until the relay drops their halves).
+    pub fn session_count(&self) -> usize {
+        self.registry.live().load(Ordering::Relaxed)
+    }
+
+    /// The prefix this service answers under (without a trailing slash).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Handles any request whose path starts with `config.path`; the server routes them here.
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+    ) -> Response<HttpBody> {
+        let path = req.uri().path().to_owned();
+        let Some(rest) = path.strip_prefix(self.prefix.as_str()) else {
+            return h::not_found();
+        };
+        let get = req.method() == Method::GET;
+        match route(rest) {
+            Route::Greeting if get => info::greeting(),
+            Route::Iframe if get => self.iframe.respond(req.headers()),
+            Route::Greeting | Route::Iframe => h::method_not_allowed("GET"),
+            Route::Info => self.info(&req),
+            Route::RawWebsocket if self.disabled("websocket") => h::not_found(),
+            Route::RawWebsocket if !get => h::method_not_allowed("GET"),
+            Route::RawWebsocket => self.websocket(req, peer, tls, true),
+            Route::Session { id, transport } => {
+                self.session_request(req, peer, tls, id, transport).await
+            }
+            Route::NotFound => h::not_found(),
+        }
+    }
+
+    fn disabled(&self, transport: &str) -> bool {
+        self.config.disabled.iter().any(|d| d == transport)
+    }
+
+    /// Whether the request's `Origin` (if any) is allowed.
+    fn origin_allowed(&self, req: &Request<Incoming>) -> bool {
+        let Some(origin) = req.headers().get(::http::header::ORIGIN) else {
+            return true;
+        };
+        self.allowed_origins.is_empty()
+            || self
+                .allowed_origins
+                .iter()
+                .any(|a| a == "*" || a.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
+    }
+
+    fn forbidden() -> Response<HttpBody> {
+        h::text(StatusCode::FORBIDDEN, "Origin not allowed.")
+    }
+
+    fn info(&self, req: &Request<Incoming>) -> Response<HttpBody> {
+        match *req.method() {
+            Method::OPTIONS => info::options(req.headers(), "OPTIONS, GET"),
+            Method::GET if !self.origin_allowed(req) => Self::forbidden(),
+            Method::GET => info::info(
+                req.headers(),
+                !self.disabled("websocket"),
+                self.config.cookie,
+            ),
+            _ => h::method_not_allowed("OPTIONS, GET"),
+        }
+    }
+
+    /// The methods a session transport accepts and whether it is switched on; `None` for an
+    /// unknown transport.
+    fn transport_methods(&self, transport: &str) -> Option<(&'static str, bool)> {
+        let on = |t: &str| !self.disabled(t);
+        Some(match transport {
+            "xhr" | "xhr_streaming" => ("OPTIONS, POST", on(transport)),
+            "xhr_send" => (
+                "OPTIONS, POST",
+                ["xhr", "xhr_streaming", "eventsource", "htmlfile"]
+                    .iter()
+                    .any(|t| on(t)),
+            ),
+            "eventsource" | "htmlfile" | "jsonp" | "websocket" => ("GET", on(transport)),
+            "jsonp_send" => ("POST", on("jsonp")),
+            _ => return None,
+        })
+    }
+
+    async fn session_request(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+        id: &str,
+        transport: &str,
+    ) -> Response<HttpBody> {
+        let Some((methods, true)) = self.transport_methods(transport) else {
+            return h::not_found();
+        };
+        let method = req.method().clone();
+        if method == Method::OPTIONS && methods.starts_with("OPTIONS") {
+            let mut res = info::options(req.headers(), methods);
+            self.cookie(&mut res, &req);
+            return res;
+        }
+        if !methods.split(", ").any(|m| m == method.as_str()) {
+            return h::method_not_allowed(methods);
+        }
+        if transport == "websocket" {
+            return self.websocket(req, peer, tls, false);
+        }
+        if !self.origin_allowed(&req) {
+            return Self::forbidden();
+        }
+        let req_headers = req.headers().clone();
+        let mut res = if let Some(recv) = Receiver::from_name(transport) {
+            self.receive(req, peer, tls, id, recv)
+        } else if let Some(kind) = SendKind::from_name(transport) {
+            self.send(req, id, kind).await
+        } else {
+            h::not_found()
+        };
+        h::cors(res.headers_mut(), &req_headers);
+        if self.config.cookie {
+            h::jsessionid(res.headers_mut(), &req_headers);
+        }
+        res
+    }
+
+    fn cookie(&self, res: &mut Response<HttpBody>, req: &Request<Incoming>) {
+        if self.config.cookie {
+            h::jsessionid(res.headers_mut(), req.headers());
+        }
+    }
+
+    /// What the relay learns about the client from the session-creating request.
+    fn meta(
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+        transport: TransportKind,
+    ) -> ClientMeta {
+        ClientMeta {
+            peer,
+            transport,
+            tls,
+            headers: req.headers().clone(),
+            query: req.uri().query().map(str::to_owned),
+            client_cert: None,
+        }
+    }
+
+    /// A receiving request: validates the callback, finds or opens the session, streams.
+    fn receive(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+        id: &str,
+        recv: Receiver,
+    ) -> Response<HttpBody> {
+        let mut callback = String::new();
+        if recv.needs_callback() {
+            match req.uri().query().and_then(|q| h::form_value(q, "c")) {
+                None => return internal_error("\"callback\" parameter required"),
+                Some(c) if c.is_empty() => {
+                    return internal_error("\"callback\" parameter required")
+                }
+                Some(c) if !receive::valid_callback(&c) => {
+                    return internal_error("invalid \"callback\" parameter")
+                }
+                Some(c) => callback = c,
+            }
+        }
+        let max = self.options.max_sessions;
+        let session = match self.registry.get_or_create(id, &self.limits, max) {
+            Lookup::Existing(s) => s,
+            Lookup::Created(s, rx, tx) => {
+                let meta = Self::meta(&req, peer, tls, recv.kind());
+                (self.on_session)(ClientLink { rx, tx, meta });
+                s
+            }
+            Lookup::Full => return h::text(StatusCode::SERVICE_UNAVAILABLE, "Too many sessions."),
+        };
+        let framer = Framer::new(recv, callback);
+        receive::receive(&session, framer, self.config.response_limit)
+    }
+
+    /// A sending request: the session must exist; the body is bounded.
+    async fn send(&self, req: Request<Incoming>, id: &str, kind: SendKind) -> Response<HttpBody> {
+        let Some(session) = self.registry.get(id) else {
+            return h::not_found();
+        };
+        let (parts, body) = req.into_parts();
+        match h::read_body(body, self.options.max_body_bytes).await {
+            Ok(bytes) => send::deliver(&session, kind, &parts.headers, bytes).await,
+            Err(h::BodyError::TooLarge) => {
+                h::text(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large.")
+            }
+            Err(h::BodyError::Unreadable) => h::text(StatusCode::BAD_REQUEST, "Unreadable body."),
+        }
+    }
+
+    /// The `websocket` transport (`raw == false`) or the raw endpoint.
+    fn websocket(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+        raw: bool,
+    ) -> Response<HttpBody> {
+        if !self.origin_allowed(&req) {
+            return Self::forbidden();
+        }
+        if self.session_count() >= self.options.max_sessions {
+            return h::text(StatusCode::SERVICE_UNAVAILABLE, "Too many sessions.");
+        }
+        let meta = Self::meta(&req, peer, tls, TransportKind::SockjsWebsocket);
+        websocket::upgrade(self.clone(), req, meta, raw)
+    }
+}
+
+/// 500 with a plain-text reason.
+fn internal_error(reason: &'static str) -> Response<HttpBody> {
+    h::text(StatusCode::INTERNAL_SERVER_ERROR, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(""), Route::Greeting);
+        assert_eq!(route("/"), Route::Greeting);
+        assert_eq!(route("/info"), Route::Info);
+        assert_eq!(route("/iframe-1.6.1.html"), Route::Iframe);
+        assert_eq!(route("/websocket"), Route::RawWebsocket);
+        assert_eq!(
+            route("/000/abc/xhr"),
+            Route::Session {
+                id: "abc",
+                transport: "xhr"
+            }
+        );
+        for bad in [
+            "x",
+            "/a",
+            "/a.html",
+            "//",
+            "///",
+            "/a/a",
+            "/a/a/",
+            "//xhr",
+            "/a./a/xhr",
+            "/a/a./xhr",
+            "/./././xhr",
+            "////xhr",
+            "/a/b/c/d",
+        ] {
+            assert_eq!(route(bad), Route::NotFound, "{bad}");
+        }
+    }
+}

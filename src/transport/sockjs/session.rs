@@ -1,0 +1,579 @@
+//! SockJS sessions: the state one session shares between its HTTP requests (or its WebSocket),
+//! the registry of polling/streaming sessions with their expiry, and the [`SockjsRx`] /
+//! [`SockjsTx`] halves the relay drives.
+//!
+//! A session outlives any single request: messages for the client wait in a bounded outbox
+//! until a receiving request (at most one at a time) takes them. A session with no receiving
+//! request for `disconnect_delay` expires; its [`SockjsRx`] then ends, so the relay closes the
+//! broker connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, Sleep};
+
+use super::frames;
+use crate::transport::{ClientRx, ClientTx, CloseCode, LinkError};
+
+/// Limits and timers one session obeys.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionLimits {
+    /// Interval between `h` frames on an idle receiving request.
+    pub heartbeat: Duration,
+    /// Expiry after the last receiving request ended.
+    pub disconnect_delay: Duration,
+    /// Most messages waiting for the client.
+    pub queue_messages: usize,
+    /// Most bytes waiting for the client (one message is always accepted into an empty queue).
+    pub queue_bytes: usize,
+    /// How long a send waits for room in the outbox before the session is closed.
+    pub send_timeout: Duration,
+    /// Capacity of the client-to-relay message channel.
+    pub inbound_messages: usize,
+}
+
+/// What a receiving request delivers next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The open frame (first event of every session).
+    Open,
+    /// Messages for the client, in order.
+    Messages(Vec<String>),
+    /// Nothing to send for a heartbeat interval.
+    Heartbeat,
+    /// The session is closed: code and reason.
+    Close(u16, String),
+}
+
+/// The outcome of a request asking to receive.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Attach {
+    /// This request is now the session's receiver, under this id.
+    Attached(u64),
+    /// Another receiver is attached (`c[2010,...]`).
+    Busy,
+    /// The session is closed: code and reason.
+    Closed(u16, String),
+}
+
+struct State {
+    opened: bool,
+    outbox: VecDeque<String>,
+    outbox_bytes: usize,
+    receiver: Option<u64>,
+    next_receiver: u64,
+    detached_at: Option<Instant>,
+    closed: Option<(u16, String)>,
+    inbound: Option<mpsc::Sender<Bytes>>,
+}
+
+/// Decrements the live-session count when the session is dropped.
+struct LiveGuard(Arc<AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One SockJS session.
+pub(crate) struct Session {
+    state: Mutex<State>,
+    changed: watch::Sender<()>,
+    limits: SessionLimits,
+    _live: LiveGuard,
+}
+
+impl Session {
+    /// A new session and the relay's halves of it; counts itself in `live`.
+    pub fn new(
+        limits: SessionLimits,
+        live: &Arc<AtomicUsize>,
+    ) -> (Arc<Session>, SockjsRx, SockjsTx) {
+        live.fetch_add(1, Ordering::Relaxed);
+        let (in_tx, in_rx) = mpsc::channel(limits.inbound_messages.max(1));
+        let state = State {
+            opened: false,
+            outbox: VecDeque::new(),
+            outbox_bytes: 0,
+            receiver: None,
+            next_receiver: 0,
+            detached_at: Some(Instant::now()),
+            closed: None,
+            inbound: Some(in_tx),
+        };
+        let session = Arc::new(Session {
+            state: Mutex::new(state),
+            changed: watch::channel(()).0,
+            limits,
+            _live: LiveGuard(live.clone()),
+        });
+        let rx = SockjsRx { rx: in_rx };
+        let tx = SockjsTx {
+            session: session.clone(),
+        };
+        (session, rx, tx)
+    }
+
+    /// The session's limits.
+    pub fn limits(&self) -> &SessionLimits {
+        &self.limits
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State inconsistent in a way that matters
+        // more than losing the session, so recover the guard.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|_| {});
+    }
+
+    /// A change notifier; subscribe before inspecting state so no change is missed.
+    pub fn subscribe(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+
+    /// Makes the calling request the receiver, if it may be.
+    pub fn attach(&self) -> Attach {
+        let mut st = self.lock();
+        if let (true, Some((code, reason))) = (st.opened, &st.closed) {
+            return Attach::Closed(*code, reason.clone());
+        }
+        if st.receiver.is_some() {
+            return Attach::Busy;
+        }
+        st.next_receiver += 1;
+        let id = st.next_receiver;
+        st.receiver = Some(id);
+        st.detached_at = None;
+        drop(st);
+        self.bump();
+        Attach::Attached(id)
+    }
+
+    /// The receiver `id` is done; `aborted` when the client cut it off (the session then closes
+    /// with 1002, as messages may have been lost).
+    pub fn detach(&self, id: u64, aborted: bool) {
+        let mut st = self.lock();
+        if st.receiver != Some(id) {
+            return;
+        }
+        st.receiver = None;
+        st.detached_at = Some(Instant::now());
+        if aborted && st.closed.is_none() {
+            let (code, reason) = frames::INTERRUPTED;
+            st.closed = Some((code, reason.to_owned()));
+            st.inbound = None;
+        }
+        drop(st);
+        self.bump();
+    }
+
+    /// Closes the session: the client gets `c[code,reason]` after the queued messages, and the
+    /// relay's [`SockjsRx`] ends. Later closes keep the first code.
+    pub fn close(&self, code: u16, reason: &str) {
+        let mut st = self.lock();
+        if st.closed.is_none() {
+            st.closed = Some((code, reason.to_owned()));
+        }
+        st.inbound = None;
+        drop(st);
+        self.bump();
+    }
+
+    /// Whether the session is closed.
+    #[cfg(test)]
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed.is_some()
+    }
+
+    /// A sender for client messages, while the session is open.
+    pub fn inbound(&self) -> Option<mpsc::Sender<Bytes>> {
+        let st = self.lock();
+        match st.closed {
+            Some(_) => None,
+            None => st.inbound.clone(),
+        }
+    }
+
+    /// Delivers client messages to the relay, waiting (bounded) for room.
+    pub async fn push_inbound(&self, messages: Vec<String>) -> Result<(), LinkError> {
+        let Some(tx) = self.inbound() else {
+            return Err(LinkError::Gone);
+        };
+        for m in messages {
+            let send = tx.send(Bytes::from(m));
+            match tokio::time::timeout(self.limits.send_timeout, send).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(LinkError::Gone),
+                Err(_) => return Err(LinkError::Overflow),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next event, without waiting; `None` when there is nothing to deliver.
+    fn take_event(&self) -> Option<Event> {
+        let mut st = self.lock();
+        if !st.opened {
+            st.opened = true;
+            return Some(Event::Open);
+        }
+        if !st.outbox.is_empty() {
+            let messages: Vec<String> = st.outbox.drain(..).collect();
+            st.outbox_bytes = 0;
+            drop(st);
+            self.bump();
+            return Some(Event::Messages(messages));
+        }
+        st.closed
+            .as_ref()
+            .map(|(code, reason)| Event::Close(*code, reason.clone()))
+    }
+
+    /// Waits for the next event for a receiver; `heartbeat` fires [`Event::Heartbeat`] when it
+    /// elapses first (the caller resets it after each frame it writes).
+    pub async fn next_event(
+        &self,
+        changes: &mut watch::Receiver<()>,
+        mut heartbeat: Pin<&mut Sleep>,
+    ) -> Event {
+        loop {
+            changes.borrow_and_update();
+            if let Some(event) = self.take_event() {
+                return event;
+            }
+            tokio::select! {
+                res = changes.changed() => {
+                    if res.is_err() {
+                        return Event::Close(frames::GO_AWAY.0, frames::GO_AWAY.1.to_owned());
+                    }
+                }
+                () = heartbeat.as_mut() => return Event::Heartbeat,
+            }
+        }
+    }
+
+    /// When the session expires unless a receiver attaches first.
+    fn expiry(&self) -> Option<Instant> {
+        let st = self.lock();
+        match st.receiver {
+            Some(_) => None,
+            None => st.detached_at.map(|t| t + self.limits.disconnect_delay),
+        }
+    }
+
+    /// Ends the session for good: closes it and drops what was queued for the client.
+    pub fn expire(&self) {
+        let mut st = self.lock();
+        if st.closed.is_none() {
+            st.closed = Some((frames::GO_AWAY.0, frames::GO_AWAY.1.to_owned()));
+        }
+        st.inbound = None;
+        st.outbox.clear();
+        st.outbox_bytes = 0;
+        drop(st);
+        self.bump();
+    }
+
+    /// Queues one message for the client if there is room.
+    fn try_enqueue(&self, message: &mut Option<String>) -> Result<bool, LinkError> {
+        let mut st = self.lock();
+        if st.closed.is_some() {
+            return Err(LinkError::Gone);
+        }
+        let len = message.as_ref().map_or(0, String::len);
+        let room = st.outbox.len() < self.limits.queue_messages
+            && (st.outbox.is_empty() || st.outbox_bytes + len <= self.limits.queue_bytes);
+        if !room {
+            return Ok(false);
+        }
+        if let Some(m) = message.take() {
+            st.outbox.push_back(m);
+            st.outbox_bytes += len;
+        }
+        drop(st);
+        self.bump();
+        Ok(true)
+    }
+
+    /// Queues a message, waiting up to the send timeout for room; closes the session on
+    /// overflow.
+    pub async fn enqueue(&self, message: String) -> Result<(), LinkError> {
+        let deadline = Instant::now() + self.limits.send_timeout;
+        let mut message = Some(message);
+        let mut changes = self.subscribe();
+        loop {
+            changes.borrow_and_update();
+            if self.try_enqueue(&mut message)? {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(LinkError::Gone),
+                Err(_) => {
+                    self.close(CloseCode::Internal.code(), "Client too slow");
+                    return Err(LinkError::Overflow);
+                }
+            }
+        }
+    }
+}
+
+/// The registry of polling and streaming sessions by session id.
+pub(crate) struct Registry {
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    live: Arc<AtomicUsize>,
+}
+
+/// A session looked up or created by [`Registry::get_or_create`].
+pub(crate) enum Lookup {
+    /// It existed.
+    Existing(Arc<Session>),
+    /// It was created; the relay's halves are here for the sink.
+    Created(Arc<Session>, SockjsRx, SockjsTx),
+    /// The session cap is reached.
+    Full,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry {
+            sessions: Mutex::new(HashMap::new()),
+            live: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sessions alive now (registered ones and WebSocket ones, until the relay drops them).
+    pub fn live(&self) -> &Arc<AtomicUsize> {
+        &self.live
+    }
+
+    /// The registered session `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.map().get(id).cloned()
+    }
+
+    /// The session `id`, created (and watched for expiry) when unknown and under `max`.
+    pub fn get_or_create(self: &Arc<Self>, id: &str, limits: &SessionLimits, max: usize) -> Lookup {
+        let mut map = self.map();
+        if let Some(s) = map.get(id) {
+            return Lookup::Existing(s.clone());
+        }
+        if self.live.load(Ordering::Relaxed) >= max {
+            return Lookup::Full;
+        }
+        let (session, rx, tx) = Session::new(limits.clone(), &self.live);
+        map.insert(id.to_owned(), session.clone());
+        drop(map);
+        tokio::spawn(watch_expiry(self.clone(), id.to_owned(), session.clone()));
+        Lookup::Created(session, rx, tx)
+    }
+
+    fn remove(&self, id: &str, session: &Arc<Session>) {
+        let mut map = self.map();
+        if map.get(id).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            map.remove(id);
+        }
+    }
+}
+
+/// Expires `session` once it has had no receiver for the disconnect delay.
+async fn watch_expiry(registry: Arc<Registry>, id: String, session: Arc<Session>) {
+    let mut changes = session.subscribe();
+    loop {
+        changes.borrow_and_update();
+        match session.expiry() {
+            Some(at) if at <= Instant::now() => break,
+            Some(at) => {
+                tokio::select! {
+                    _ = changes.changed() => {}
+                    () = tokio::time::sleep_until(at) => {}
+                }
+            }
+            None => {
+                if changes.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::debug!(session = %id, "sockjs session expired");
+    registry.remove(&id, &session);
+    session.expire();
+}
+
+/// The receiving half of a SockJS session: each client message as one chunk.
+pub struct SockjsRx {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl ClientRx for SockjsRx {
+    async fn recv(&mut self) -> Result<Option<Bytes>, LinkError> {
+        Ok(self.rx.recv().await)
+    }
+}
+
+/// The sending half of a SockJS session: each STOMP frame as one SockJS message.
+pub struct SockjsTx {
+    session: Arc<Session>,
+}
+
+impl ClientTx for SockjsTx {
+    async fn send(&mut self, frame: Bytes) -> Result<(), LinkError> {
+        // SockJS carries text only; a frame that is not UTF-8 is sent with U+FFFD replacements.
+        let text = match String::from_utf8(frame.to_vec()) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        self.session.enqueue(text).await
+    }
+
+    async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), LinkError> {
+        self.session.close(code.code(), reason);
+        Ok(())
+    }
+}
+
+impl SockjsTx {
+    /// Closes with a raw SockJS close code (e.g. 3000), for applications other than the relay.
+    pub fn close_with(&self, code: u16, reason: &str) {
+        self.session.close(code, reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> SessionLimits {
+        SessionLimits {
+            heartbeat: Duration::from_secs(25),
+            disconnect_delay: Duration::from_secs(5),
+            queue_messages: 3,
+            queue_bytes: 10,
+            send_timeout: Duration::from_secs(1),
+            inbound_messages: 4,
+        }
+    }
+
+    async fn next(s: &Session) -> Event {
+        let sleep = tokio::time::sleep(s.limits().heartbeat);
+        tokio::pin!(sleep);
+        let mut w = s.subscribe();
+        s.next_event(&mut w, sleep).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn open_first_then_messages_batched_then_close() {
+        let live = Arc::new(AtomicUsize::new(0));
+        let (s, _rx, mut tx) = Session::new(limits(), &live);
+        assert_eq!(live.load(Ordering::Relaxed), 1);
+        tx.send(Bytes::from_static(b"a")).await.unwrap();
+        tx.send(Bytes::from_static(b"b")).await.unwrap();
+        tx.close(CloseCode::Normal, "bye").await.unwrap();
+        assert_eq!(next(&s).await, Event::Open);
+        assert_eq!(
+            next(&s).await,
+            Event::Messages(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(next(&s).await, Event::Close(1000, "bye".into()));
+        assert!(tx.send(Bytes::from_static(b"c")).await.is_err());
+        drop((s, tx, _rx));
+        assert_eq!(live.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeat_when_idle() {
+        let live = Arc::new(AtomicUsize::new(0));
+        let (s, _rx, _tx) = Session::new(limits(), &live);
+        assert_eq!(next(&s).await, Event::Open);
+        assert_eq!(next(&s).await, Event::Heartbeat);
+    }
+
+    #[tokio::test]
+    async fn second_receiver_is_busy_and_closed_session_answers_close() {
+        let live = Arc::new(AtomicUsize::new(0));
+        let (s, _rx, _tx) = Session::new(limits(), &live);
+        let Attach::Attached(id) = s.attach() else {
+            panic!("first receiver must attach")
+        };
+        assert_eq!(s.attach(), Attach::Busy);
+        assert_eq!(next(&s).await, Event::Open);
+        s.detach(id, false);
+        s.close(3000, "Go away!");
+        assert_eq!(s.attach(), Attach::Closed(3000, "Go away!".into()));
+    }
+
+    #[tokio::test]
+    async fn aborted_receiver_closes_session_and_ends_rx() {
+        let live = Arc::new(AtomicUsize::new(0));
+        let (s, mut rx, _tx) = Session::new(limits(), &live);
+        let Attach::Attached(id) = s.attach() else {
+            panic!("first receiver must attach")
+        };
+        s.push_inbound(vec!["m".into()]).await.unwrap();
+        s.detach(id, true);
+        assert_eq!(rx.recv().await.unwrap(), Some(Bytes::from_static(b"m")));
+        assert_eq!(rx.recv().await.unwrap(), None);
+        assert!(s.push_inbound(vec!["x".into()]).await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn full_outbox_overflows_after_send_timeout() {
+        let live = Arc::new(AtomicUsize::new(0));
+        let (s, _rx, mut tx) = Session::new(limits(), &live);
+        for _ in 0..3 {
+            tx.send(Bytes::from_static(b"x")).await.unwrap();
+        }
+        let err = tx.send(Bytes::from_static(b"y")).await.unwrap_err();
+        assert!(matches!(err, LinkError::Overflow));
+        assert!(s.is_closed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn byte_cap_admits_one_big_message_into_empty_queue_only() {
+        let live = Arc::new(AtomicUsize::new(0));
+        let (s, _rx, mut tx) = Session::new(limits(), &live);
+        tx.send(Bytes::from(vec![b'x'; 64])).await.unwrap();
+        let waiting = tokio::spawn(async move { tx.send(Bytes::from_static(b"y")).await });
+        tokio::task::yield_now().await;
+        assert_eq!(next(&s).await, Event::Open);
+        assert!(matches!(next(&s).await, Event::Messages(m) if m[0].len() == 64));
+        waiting.await.unwrap().unwrap();
+        assert_eq!(next(&s).await, Event::Messages(vec!["y".into()]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn registry_expires_sessions_without_receiver() {
+        let reg = Registry::new();
+        let Lookup::Created(s, mut rx, _tx) = reg.get_or_create("id", &limits(), 10) else {
+            panic!("must create")
+        };
+        let Attach::Attached(id) = s.attach() else {
+            panic!("must attach")
+        };
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(reg.get("id").is_some(), "attached sessions do not expire");
+        s.detach(id, false);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert!(reg.get("id").is_none());
+        assert_eq!(rx.recv().await.unwrap(), None);
+        assert!(matches!(
+            reg.get_or_create("other", &limits(), 0),
+            Lookup::Full
+        ));
+    }
+}

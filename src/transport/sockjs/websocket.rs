@@ -1,0 +1,267 @@
+//! The SockJS `websocket` transport (SockJS frames inside WebSocket text messages) and the raw
+//! `{prefix}/websocket` endpoint (one WebSocket message per message, no SockJS framing).
+//! A WebSocket session lives exactly as long as its connection and is not registered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::http as h;
+use super::session::{Attach, Event, Session};
+use super::{frames, Sockjs};
+use crate::transport::{ClientLink, ClientMeta, HttpBody, LinkError};
+
+/// Time allowed between the 101 response and the upgraded connection being handed over.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an upgrade request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    NotWebsocket,
+    NotConnectionUpgrade,
+    Version,
+    NoKey,
+}
+
+impl Refusal {
+    /// The 400 answer, with the texts the protocol tests expect.
+    fn response(self) -> Response<HttpBody> {
+        let text = match self {
+            Refusal::NotWebsocket => "Can \"Upgrade\" only to \"WebSocket\".",
+            Refusal::NotConnectionUpgrade => "\"Connection\" must be \"Upgrade\".",
+            Refusal::Version => "Unsupported WebSocket version.",
+            Refusal::NoKey => "Missing Sec-WebSocket-Key.",
+        };
+        let mut res = h::text(StatusCode::BAD_REQUEST, text);
+        if self == Refusal::Version {
+            res.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        }
+        res
+    }
+}
+
+/// Checks the upgrade request; on success, the `Sec-WebSocket-Accept` value.
+fn check_handshake(headers: &HeaderMap) -> Result<String, Refusal> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !has(header::UPGRADE, "websocket") {
+        return Err(Refusal::NotWebsocket);
+    }
+    if !has(header::CONNECTION, "upgrade") {
+        return Err(Refusal::NotConnectionUpgrade);
+    }
+    let version = headers.get(header::SEC_WEBSOCKET_VERSION);
+    if !version.is_some_and(|v| matches!(v.as_bytes(), b"13" | b"8" | b"7")) {
+        return Err(Refusal::Version);
+    }
+    match headers.get(header::SEC_WEBSOCKET_KEY) {
+        Some(key) => Ok(derive_accept_key(key.as_bytes())),
+        None => Err(Refusal::NoKey),
+    }
+}
+
+/// Answers the upgrade with 101 and runs the session on the upgraded connection.
+pub fn upgrade(
+    sockjs: Arc<Sockjs>,
+    mut req: Request<Incoming>,
+    meta: ClientMeta,
+    raw: bool,
+) -> Response<HttpBody> {
+    let accept = match check_handshake(req.headers()) {
+        Ok(a) => a,
+        Err(refusal) => return refusal.response(),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let upgraded = match tokio::time::timeout(UPGRADE_TIMEOUT, on_upgrade).await {
+            Ok(Ok(u)) => u,
+            Ok(Err(e)) => return tracing::debug!(cause = %e, "sockjs websocket upgrade failed"),
+            Err(_) => return tracing::debug!("sockjs websocket upgrade timed out"),
+        };
+        let max = sockjs.options.max_body_bytes;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        let (session, rx, tx) = Session::new(sockjs.limits.clone(), sockjs.registry.live());
+        (sockjs.on_session)(ClientLink { rx, tx, meta });
+        run(ws, &session, raw).await;
+    });
+    let mut res = h::empty(StatusCode::SWITCHING_PROTOCOLS);
+    let headers = res.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h::set(headers, header::SEC_WEBSOCKET_ACCEPT, &accept);
+    res
+}
+
+/// Why the pump stopped.
+enum End {
+    /// The session closed; the close was sent.
+    Closed,
+    /// The client closed, vanished or broke the protocol.
+    Client,
+}
+
+/// Pumps one WebSocket session both ways until either side ends.
+async fn run<S>(ws: WebSocketStream<S>, session: &Arc<Session>, raw: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Attach::Attached(id) = session.attach() else {
+        return;
+    };
+    let (mut sink, mut stream) = ws.split();
+    let heartbeat = session.limits().heartbeat;
+    let send_timeout = session.limits().send_timeout;
+    let sleep = tokio::time::sleep(heartbeat);
+    tokio::pin!(sleep);
+    let mut changes = session.subscribe();
+    let end = loop {
+        tokio::select! {
+            msg = stream.next() => {
+                if let Err(End::Client) = inbound(session, msg, raw).await {
+                    break End::Client;
+                }
+            }
+            event = session.next_event(&mut changes, sleep.as_mut()) => {
+                let (messages, last) = outbound(event, raw);
+                let write = async {
+                    for m in messages {
+                        sink.feed(m).await?;
+                    }
+                    sink.flush().await
+                };
+                match tokio::time::timeout(send_timeout, write).await {
+                    Ok(Ok(())) if last => break End::Closed,
+                    Ok(Ok(())) => {}
+                    _ => break End::Client,
+                }
+                sleep.as_mut().reset(tokio::time::Instant::now() + heartbeat);
+            }
+        }
+    };
+    // The client is gone or the session is over: either way the relay's receiving half ends.
+    session.detach(id, matches!(end, End::Client));
+    session.close(1000, "Normal closure");
+    if matches!(end, End::Closed) {
+        let _ = tokio::time::timeout(send_timeout, sink.close()).await;
+    }
+}
+
+/// Handles one message from the client; `Err` ends the session.
+async fn inbound(
+    session: &Session,
+    msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    raw: bool,
+) -> Result<(), End> {
+    let data: Bytes = match msg {
+        Some(Ok(Message::Text(t))) => t.into(),
+        Some(Ok(Message::Binary(b))) => b,
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Ok(()),
+        Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(End::Client),
+    };
+    let messages = if raw {
+        match String::from_utf8(data.to_vec()) {
+            Ok(s) => vec![s],
+            Err(_) => return Err(End::Client),
+        }
+    } else if data.is_empty() {
+        return Ok(());
+    } else {
+        frames::parse_messages(&data).map_err(|_| End::Client)?
+    };
+    session
+        .push_inbound(messages)
+        .await
+        .map_err(|_: LinkError| End::Client)
+}
+
+/// The WebSocket messages for one session event, and whether it is the last.
+fn outbound(event: Event, raw: bool) -> (Vec<Message>, bool) {
+    match (event, raw) {
+        (Event::Open, false) => (vec![Message::text(frames::OPEN)], false),
+        (Event::Open, true) => (vec![], false),
+        (Event::Heartbeat, false) => (vec![Message::text(frames::HEARTBEAT)], false),
+        (Event::Heartbeat, true) => (vec![Message::Ping(Bytes::new())], false),
+        (Event::Messages(m), false) => (vec![Message::text(frames::messages_frame(&m))], false),
+        (Event::Messages(m), true) => (m.into_iter().map(Message::text).collect(), false),
+        (Event::Close(code, reason), false) => (
+            vec![Message::text(frames::close_frame(code, &reason))],
+            true,
+        ),
+        (Event::Close(code, reason), true) => {
+            let frame = CloseFrame {
+                code: WsCloseCode::from(code),
+                reason: reason.into(),
+            };
+            (vec![Message::Close(Some(frame))], true)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upgrade_headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn handshake_errors_match_the_protocol() {
+        assert_eq!(
+            check_handshake(&HeaderMap::new()),
+            Err(Refusal::NotWebsocket)
+        );
+        let r = check_handshake(&upgrade_headers(&[
+            ("upgrade", "WebSocket"),
+            ("connection", "close"),
+        ]));
+        assert_eq!(r, Err(Refusal::NotConnectionUpgrade));
+        assert_eq!(Refusal::NoKey.response().status(), StatusCode::BAD_REQUEST);
+        let ok = check_handshake(&upgrade_headers(&[
+            ("upgrade", "websocket"),
+            ("connection", "keep-alive, Upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+        ]))
+        .unwrap();
+        assert_eq!(ok, "HSmrc0sMlYUkAGmm5OPpG2HaGWk=");
+    }
+
+    #[test]
+    fn raw_close_uses_a_websocket_close_frame() {
+        let (msgs, last) = outbound(Event::Close(3000, "Go away!".into()), true);
+        assert!(last);
+        assert!(matches!(&msgs[0], Message::Close(Some(f)) if u16::from(f.code) == 3000));
+        let (msgs, _) = outbound(Event::Messages(vec!["a".into(), "b".into()]), true);
+        assert_eq!(msgs.len(), 2);
+    }
+}
