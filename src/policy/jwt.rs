@@ -167,7 +167,10 @@ impl JwtBackend {
             }
         }
         if s.passcode {
-            return Ok(credentials::connect_passcode(connect)?.map(str::to_owned));
+            // A passcode that is not JWT-shaped is a password for another backend, not a
+            // broken token: stepping aside lets "bad credentials" be the answer.
+            let token = credentials::connect_passcode(connect)?.filter(|t| looks_like_jwt(t));
+            return Ok(token.map(str::to_owned));
         }
         Ok(None)
     }
@@ -259,6 +262,17 @@ impl JwtBackend {
             source: AuthSource::Jwt,
         })
     }
+}
+
+/// Three non-empty base64url segments (`none` tokens have an empty third one and are caught
+/// later as invalid, so an empty signature still counts as JWT-shaped).
+fn looks_like_jwt(t: &str) -> bool {
+    let parts: Vec<&str> = t.split('.').collect();
+    parts.len() == 3
+        && !parts[0].is_empty()
+        && !parts[1].is_empty()
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
 }
 
 fn claim_path(s: &str) -> Vec<String> {
