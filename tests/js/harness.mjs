@@ -246,29 +246,39 @@ export function connectStompJs(url, { login, passcode, host, timeoutMs = WAIT_MS
 }
 
 /**
- * Subscribes and returns `{ messages, waitFor(n), unsubscribe() }`: `messages` fills as MESSAGE
- * frames arrive; `waitFor(n)` resolves once `n` have (bounded by `timeoutMs`).
+ * Subscribes and returns `{ messages, waitFor(n), waitForMatch(pred), unsubscribe() }`:
+ * `messages` fills as MESSAGE frames arrive; `waitFor(n)` resolves once `n` have,
+ * `waitForMatch(pred)` with the first message `pred` accepts (both bounded by `timeoutMs`).
  */
 export function collect(client, destination, headers = {}, { timeoutMs = WAIT_MS } = {}) {
   const messages = [];
-  const waiters = [];
+  const checks = new Set(); // pending waits: each returns true once satisfied
   const sub = client.subscribe(
     destination,
     (msg) => {
       messages.push(msg);
-      for (const w of waiters.filter((w) => messages.length >= w.n)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(messages.slice());
-      }
+      for (const check of checks) if (check()) checks.delete(check);
     },
     headers,
   );
-  const waitFor = (n, ms = timeoutMs) => {
-    if (messages.length >= n) return Promise.resolve(messages.slice());
-    const p = new Promise((resolve) => waiters.push({ n, resolve }));
-    return withTimeout(p, ms, `${n} messages on ${destination} (got ${messages.length})`);
+  /** Resolves with `test()`'s first truthy result, checked now and on every new message. */
+  const until = (test, ms, what) => {
+    const now = test();
+    if (now) return Promise.resolve(now);
+    const p = new Promise((resolve) => {
+      checks.add(() => {
+        const r = test();
+        if (r) resolve(r);
+        return Boolean(r);
+      });
+    });
+    return withTimeout(p, ms, `${what} on ${destination} (got ${messages.length} messages)`);
   };
-  return { messages, waitFor, unsubscribe: () => sub.unsubscribe() };
+  const waitFor = (n, ms = timeoutMs) =>
+    until(() => messages.length >= n && messages.slice(), ms, `${n} messages`);
+  const waitForMatch = (pred, ms = timeoutMs) =>
+    until(() => messages.find(pred), ms, 'a matching message');
+  return { messages, waitFor, waitForMatch, unsubscribe: () => sub.unsubscribe() };
 }
 
 /** Resolves with the RECEIPT frame for `receiptId` (register before sending the frame). */
