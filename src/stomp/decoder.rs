@@ -113,6 +113,7 @@ impl DecodeError {
 #[derive(Debug, Clone)]
 enum Part {
     Raw(Range<usize>),
+    Static(&'static [u8]),
     Owned(Bytes),
 }
 
@@ -120,6 +121,7 @@ impl Part {
     fn resolve(self, raw: &Bytes) -> Bytes {
         match self {
             Part::Raw(r) => raw.slice(r),
+            Part::Static(b) => Bytes::from_static(b),
             Part::Owned(b) => b,
         }
     }
@@ -275,17 +277,39 @@ impl Decoder {
             };
             return Ok(());
         }
+        self.read_header(window, line, command)
+    }
+
+    /// Parses one `name:value` line. Lines without a backslash (nearly all) need no unescaping,
+    /// so that is checked once per line rather than once per part.
+    fn read_header(
+        &mut self,
+        window: &[u8],
+        line: Range<usize>,
+        command: Command,
+    ) -> Result<(), DecodeError> {
         if self.headers.len() == self.limits.max_headers {
             return Err(DecodeError::TooManyHeaders {
                 limit: self.limits.max_headers,
             });
         }
-        let colon = memchr::memchr(b':', &window[line.clone()])
-            .ok_or(DecodeError::HeaderWithoutColon)?
-            + line.start;
-        let escapes = command.escapes_headers();
-        let name = self.part(window, line.start..colon, escapes)?;
-        let value = self.part(window, colon + 1..line.end, escapes)?;
+        let bytes = &window[line.clone()];
+        let colon = memchr::memchr(b':', bytes).ok_or(DecodeError::HeaderWithoutColon)?;
+        let (names, values) = (
+            line.start..line.start + colon,
+            line.start + colon + 1..line.end,
+        );
+        let escaped = self.version != Version::V1_0
+            && command.escapes_headers()
+            && memchr::memchr(b'\\', bytes).is_some();
+        let (name, value) = if escaped {
+            (
+                self.unescaped(window, names)?,
+                self.unescaped(window, values)?,
+            )
+        } else {
+            (name_part(window, names), Part::Raw(values))
+        };
         if part_bytes(window, &name) == b"content-length" {
             self.set_content_length(part_bytes(window, &value))?;
         }
@@ -293,11 +317,8 @@ impl Decoder {
         Ok(())
     }
 
-    /// A header name or value, unescaped when the command and version call for it.
-    fn part(&self, window: &[u8], range: Range<usize>, escapes: bool) -> Result<Part, DecodeError> {
-        if !escapes {
-            return Ok(Part::Raw(range));
-        }
+    /// A header name or value unescaped with this decoder's version.
+    fn unescaped(&self, window: &[u8], range: Range<usize>) -> Result<Part, DecodeError> {
         let version = self.version;
         match unescape(&window[range.clone()], version) {
             Ok(std::borrow::Cow::Borrowed(_)) => Ok(Part::Raw(range)),
@@ -383,7 +404,48 @@ fn take_heartbeat(buf: &mut BytesMut, eol_len: usize) -> Item {
 fn part_bytes<'a>(window: &'a [u8], part: &'a Part) -> &'a [u8] {
     match part {
         Part::Raw(r) => &window[r.clone()],
+        Part::Static(b) => b,
         Part::Owned(b) => b,
+    }
+}
+
+/// A static copy of `name` when it is common enough to be worth it: a static `Bytes` costs no
+/// reference count on clone or drop, which is most of the per-header cost of a frame.
+fn well_known_name(name: &[u8]) -> Option<&'static [u8]> {
+    let known: &'static [u8] = match name {
+        b"content-length" => b"content-length",
+        b"content-type" => b"content-type",
+        b"destination" => b"destination",
+        b"subscription" => b"subscription",
+        b"message-id" => b"message-id",
+        b"receipt" => b"receipt",
+        b"receipt-id" => b"receipt-id",
+        b"id" => b"id",
+        b"ack" => b"ack",
+        b"transaction" => b"transaction",
+        b"message" => b"message",
+        b"version" => b"version",
+        b"heart-beat" => b"heart-beat",
+        b"server" => b"server",
+        b"session" => b"session",
+        b"host" => b"host",
+        b"login" => b"login",
+        b"passcode" => b"passcode",
+        b"accept-version" => b"accept-version",
+        b"persistent" => b"persistent",
+        b"reply-to" => b"reply-to",
+        b"redelivered" => b"redelivered",
+        _ => return None,
+    };
+    Some(known)
+}
+
+/// A header name as a static copy when it is well known, else a range of the frame.
+fn name_part(window: &[u8], range: Range<usize>) -> Part {
+    let name = &window[range.clone()];
+    match well_known_name(name) {
+        Some(known) => Part::Static(known),
+        None => Part::Raw(range),
     }
 }
 
