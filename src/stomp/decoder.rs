@@ -132,8 +132,9 @@ impl Part {
 enum Stage {
     /// Between frames: heart-beats or the start of a command line.
     Idle,
-    /// Reading header lines; `line_start` is where the next unparsed line begins.
-    Headers { line_start: usize },
+    /// Reading header lines; `line_start` is where the next unparsed line begins, `scanned`
+    /// how far the search for its LF got (so a long line arriving slowly is scanned once).
+    Headers { line_start: usize, scanned: usize },
     /// Reading the body, which starts at `start`; `scanned` is how far the NUL search got.
     Body { start: usize, scanned: usize },
 }
@@ -199,7 +200,10 @@ impl Decoder {
                 },
                 Some(_) => {}
             }
-            self.stage = Stage::Headers { line_start: 0 };
+            self.stage = Stage::Headers {
+                line_start: 0,
+                scanned: 0,
+            };
         }
         if let Stage::Headers { .. } = self.stage {
             if !self.read_headers(buf)? {
@@ -227,19 +231,31 @@ impl Decoder {
         let limit = self.limits.max_header_bytes;
         let window = &buf[..buf.len().min(limit)];
         loop {
-            let Stage::Headers { line_start } = self.stage else {
+            let Stage::Headers {
+                line_start,
+                scanned,
+            } = self.stage
+            else {
                 return Ok(true);
             };
-            let Some(lf) = memchr::memchr(b'\n', &window[line_start..]) else {
+            let from = scanned.max(line_start);
+            let Some(lf) = memchr::memchr(b'\n', &window[from..]) else {
+                self.stage = Stage::Headers {
+                    line_start,
+                    scanned: window.len(),
+                };
                 return self.incomplete_header_line(buf, line_start).map(|()| false);
             };
-            let lf = line_start + lf;
+            let lf = from + lf;
             let end = if lf > line_start && window[lf - 1] == b'\r' {
                 lf - 1
             } else {
                 lf
             };
-            self.stage = Stage::Headers { line_start: lf + 1 };
+            self.stage = Stage::Headers {
+                line_start: lf + 1,
+                scanned: lf + 1,
+            };
             self.read_line(window, line_start..end, lf + 1)?;
         }
     }
