@@ -35,6 +35,7 @@ use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::relay::{self, RelayContext};
 use crate::tls::{self, ServerTls, TlsError};
+use crate::transport::sockjs::{SessionSink, Sockjs, SockjsOptions, SockjsRx, SockjsTx};
 use crate::transport::ws::{self, text_response, WsOptions};
 use crate::transport::{ClientLink, ClientMeta, ClientRx, ClientTx, HttpBody, TransportKind};
 
@@ -275,14 +276,75 @@ where
     }
 }
 
-/// The client-facing router and what sessions share.
+/// The running sessions (WebSocket and SockJS) and their cap.
+struct Sessions {
+    ctx: Arc<RelayContext>,
+    tracker: TaskTracker,
+    slots: Arc<Semaphore>,
+    draining: CancellationToken,
+}
+
+impl Sessions {
+    /// A slot under `max_connections`, unless full or draining.
+    fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if self.draining.is_cancelled() {
+            return None;
+        }
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Runs a session on the tracker under its span, holding `slots` until it ends.
+    fn spawn<R, T, S>(
+        &self,
+        id: u64,
+        peer: SocketAddr,
+        slots: S,
+        link: impl Future<Output = Option<ClientLink<R, T>>> + Send + 'static,
+    ) where
+        R: ClientRx,
+        T: ClientTx,
+        S: Send + 'static,
+    {
+        let ctx = self.ctx.clone();
+        let span = info_span!("session", conn = id, %peer);
+        self.tracker.spawn(
+            async move {
+                let _slots = slots;
+                if let Some(link) = link.await {
+                    relay::run_session(ctx, link).await;
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// The SockJS service, starting its sessions here (refused when full or draining).
+    fn sockjs(self: &Arc<Self>, config: &Config) -> Arc<Sockjs> {
+        let sessions = self.clone();
+        let on_session: SessionSink = Arc::new(move |link: ClientLink<SockjsRx, SockjsTx>| {
+            let peer = link.meta.peer;
+            match sessions.slot() {
+                Some(slot) => sessions.spawn(next_conn_id(), peer, slot, async { Some(link) }),
+                None => debug!(%peer, "SockJS session refused: too many sessions or draining"),
+            }
+        });
+        let limits = &config.limits;
+        let options = SockjsOptions {
+            max_sessions: config.max_connections,
+            max_body_bytes: ws::max_message_bytes(limits.max_header_bytes, limits.max_body_bytes),
+            ..SockjsOptions::default()
+        };
+        let origins = config.allowed_origins.clone();
+        Sockjs::with_options(config.sockjs.clone(), origins, on_session, options)
+    }
+}
+
+/// The client-facing router.
 struct Frontend {
     config: Arc<Config>,
     ws: WsOptions,
-    ctx: Arc<RelayContext>,
-    sessions: TaskTracker,
-    session_slots: Arc<Semaphore>,
-    draining: CancellationToken,
+    sessions: Arc<Sessions>,
+    sockjs: Option<Arc<Sockjs>>,
 }
 
 impl Frontend {
@@ -292,10 +354,10 @@ impl Frontend {
         if path == self.config.ws_path {
             return self.websocket(req, conn);
         }
-        let sockjs = &self.config.sockjs;
-        if sockjs.enabled && under_prefix(path, &sockjs.path) {
-            // TODO(sockjs): route to `Sockjs::handle` once src/transport/sockjs lands.
-            return not_found();
+        if let Some(sockjs) = &self.sockjs {
+            if under_prefix(path, sockjs.prefix()) {
+                return sockjs.handle(req, conn.peer, conn.tls).await;
+            }
         }
         serve_static(path, self.config.demo).unwrap_or_else(not_found)
     }
@@ -306,7 +368,7 @@ impl Frontend {
             Ok(pair) => pair,
             Err(e) => return e.into_response(),
         };
-        let Some(session_slot) = self.session_slot() else {
+        let Some(session_slot) = self.sessions.slot() else {
             return text_response(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
         };
         let meta = ClientMeta {
@@ -331,41 +393,9 @@ impl Frontend {
                 Err(_) => None,
             }
         };
-        self.spawn_session(conn.id, conn.peer, (session_slot, conn.slot), link);
+        let slots = (session_slot, conn.slot);
+        self.sessions.spawn(conn.id, conn.peer, slots, link);
         resp
-    }
-
-    /// A slot under `max_connections`, unless full or draining.
-    fn session_slot(&self) -> Option<OwnedSemaphorePermit> {
-        if self.draining.is_cancelled() {
-            return None;
-        }
-        self.session_slots.clone().try_acquire_owned().ok()
-    }
-
-    /// Runs a session on the tracker under its span, holding `slots` until it ends.
-    fn spawn_session<R, T, S>(
-        &self,
-        id: u64,
-        peer: SocketAddr,
-        slots: S,
-        link: impl Future<Output = Option<ClientLink<R, T>>> + Send + 'static,
-    ) where
-        R: ClientRx,
-        T: ClientTx,
-        S: Send + 'static,
-    {
-        let ctx = self.ctx.clone();
-        let span = info_span!("session", conn = id, %peer);
-        self.sessions.spawn(
-            async move {
-                let _slots = slots;
-                if let Some(link) = link.await {
-                    relay::run_session(ctx, link).await;
-                }
-            }
-            .instrument(span),
-        );
     }
 }
 
@@ -432,15 +462,19 @@ impl Gateway {
         }
         let admin = Listener::bind("admin", config.admin_listen, None, ADMIN_TCP_SLOTS).await?;
         let drain = CancellationToken::new();
-        let ctx = RelayContext::new(config.clone(), CancellationToken::new());
-        let frontend = Arc::new(Frontend {
-            ws: WsOptions::from_config(&config),
-            ctx,
-            sessions: TaskTracker::new(),
-            session_slots: Arc::new(Semaphore::new(
+        let sessions = Arc::new(Sessions {
+            ctx: RelayContext::new(config.clone(), CancellationToken::new()),
+            tracker: TaskTracker::new(),
+            slots: Arc::new(Semaphore::new(
                 config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
             )),
             draining: drain.clone(),
+        });
+        let sockjs = config.sockjs.enabled.then(|| sessions.sockjs(&config));
+        let frontend = Arc::new(Frontend {
+            ws: WsOptions::from_config(&config),
+            sessions,
+            sockjs,
             config: config.clone(),
         });
         let admin_state = Arc::new(AdminState::new(config.clone()));
@@ -485,7 +519,7 @@ impl Gateway {
 
     /// The shared session context (the lead adds policy and metrics to it).
     pub fn relay_context(&self) -> Arc<RelayContext> {
-        self.frontend.ctx.clone()
+        self.frontend.sessions.ctx.clone()
     }
 
     /// The admin endpoints' state.
@@ -516,7 +550,7 @@ impl Gateway {
         for accept in accepts {
             let _ = accept.await;
         }
-        drain_sessions(&self.frontend, self.config.shutdown_grace).await;
+        drain_sessions(&self.frontend.sessions, self.config.shutdown_grace).await;
         http_conns.close();
         let _ = tokio::time::timeout(HTTP_DRAIN_TIMEOUT, http_conns.wait()).await;
         admin_stop.cancel();
@@ -527,8 +561,8 @@ impl Gateway {
 }
 
 /// Lets sessions finish for `grace`, then closes the rest (1001) and waits for them, bounded.
-async fn drain_sessions(fe: &Frontend, grace: Duration) {
-    let sessions = &fe.sessions;
+async fn drain_sessions(fe: &Sessions, grace: Duration) {
+    let sessions = &fe.tracker;
     sessions.close();
     info!(sessions = sessions.len(), grace = ?grace, "draining: listeners closed");
     if tokio::time::timeout(grace, sessions.wait()).await.is_ok() {
