@@ -48,6 +48,8 @@ pub enum End {
     BrokerHeartbeatTimeout,
     /// The gateway is shutting down.
     Shutdown,
+    /// An operator closed the session through the admin API (`DELETE /connections/{id}`).
+    Kicked(String),
 }
 
 impl End {
@@ -66,6 +68,7 @@ impl End {
             End::BrokerProtocol(_) => "broker_protocol",
             End::BrokerHeartbeatTimeout => "broker_heartbeat_timeout",
             End::Shutdown => "shutdown",
+            End::Kicked(_) => "kicked",
         }
     }
 
@@ -134,6 +137,10 @@ impl End {
             End::Shutdown => (
                 Some("gateway shutting down; reconnect".into()),
                 CloseCode::GoingAway,
+            ),
+            End::Kicked(reason) => (
+                Some(format!("closed by operator: {reason}")),
+                CloseCode::Policy,
             ),
         }
     }

@@ -10,6 +10,7 @@ use tokio::time::{timeout_at, Instant};
 use tracing::debug;
 
 use super::{ClientSide, End, RelayContext};
+use crate::metrics::Direction;
 use crate::policy::rewrite_connect;
 use crate::stomp::{
     encode, negotiate_heartbeat, parse_heartbeat, Command, Decoder, Frame, HeartBeat, Item, Version,
@@ -49,9 +50,22 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
         .map(|v| parse_heartbeat(v).ok_or_else(|| End::protocol("invalid heart-beat header", None)))
         .transpose()?
         .unwrap_or_default();
+    let stats = client.rec.stats().clone();
+    stats.update_facts(|f| f.user = connect.header("login").map(str::to_owned));
     authorize(ctx, &mut connect)?;
+    stats.update_facts(|f| {
+        f.broker_user = connect.header("login").map(str::to_owned);
+        f.vhost = connect.header("host").map(str::to_owned);
+    });
+    let connect_began = Instant::now();
     let mut up = open_upstream(ctx, &connect).await?;
+    client.rec.frame(Direction::ClientToBroker, &connect, up.connect_len);
+    stats.update_facts(|f| f.upstream = Some(up.addr));
     let connected = read_connected(ctx, &mut up).await;
+    if let Ok(f) | Err(Some(f)) = &connected {
+        client.rec.upstream_connected(connect_began.elapsed());
+        client.rec.frame(Direction::BrokerToClient, f, f.raw().map_or(0, |r| r.len()));
+    }
     let connected = match connected {
         Ok(f) => f,
         Err(Some(error)) => {
@@ -77,6 +91,7 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
     client.decoder.set_version(version);
     up.decoder.set_version(version);
     let (client_idle, broker_idle) = idle_limits(client_hb, server_hb);
+    stats.set_connected(version, negotiate_heartbeat(client_hb, server_hb));
     debug!(
         version = version.as_str(),
         ?client_idle,
@@ -158,6 +173,10 @@ struct Opening {
     stream: BrokerStream,
     buf: BytesMut,
     decoder: Decoder,
+    /// The broker address reached.
+    addr: std::net::SocketAddr,
+    /// Wire bytes of the CONNECT sent.
+    connect_len: usize,
 }
 
 async fn open_upstream(ctx: &RelayContext, connect: &Frame) -> Result<Opening, End> {
@@ -176,6 +195,8 @@ async fn open_upstream(ctx: &RelayContext, connect: &Frame) -> Result<Opening, E
         stream,
         buf: BytesMut::with_capacity(BROKER_READ_BYTES),
         decoder: Decoder::new(ctx.config.limits),
+        addr,
+        connect_len: bytes.len(),
     })
 }
 

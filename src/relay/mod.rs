@@ -21,9 +21,10 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, info_span, Instrument};
 
 use crate::config::Config;
+use crate::metrics::{Metrics, SessionRecorder};
 use crate::stomp::{Decoder, Version};
 use crate::transport::{ClientLink, ClientRx, ClientTx};
 
@@ -35,12 +36,28 @@ pub struct RelayContext {
     pub config: Arc<Config>,
     /// Cancelled when the gateway stops waiting for sessions: they close with 1001.
     pub shutdown: CancellationToken,
+    /// Counters, the live-connection table and frame tracing (shared with the admin API).
+    pub metrics: Arc<Metrics>,
 }
 
 impl RelayContext {
-    /// A context for this configuration.
+    /// A context for this configuration, with metrics of its own.
     pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Arc<Self> {
-        Arc::new(RelayContext { config, shutdown })
+        let metrics = Metrics::new(&config);
+        RelayContext::with_metrics(config, shutdown, metrics)
+    }
+
+    /// A context sharing `metrics` (with the admin API, in the gateway).
+    pub fn with_metrics(
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new(RelayContext {
+            config,
+            shutdown,
+            metrics,
+        })
     }
 }
 
@@ -49,26 +66,36 @@ struct ClientSide<R> {
     rx: R,
     buf: BytesMut,
     decoder: Decoder,
+    /// This session's metrics hooks and its row in the connection table.
+    rec: Arc<SessionRecorder>,
 }
 
 /// Runs one client session to its end: waits for CONNECT, applies policy, connects upstream,
 /// pumps frames both ways, and closes both sides with the right ERROR and close code.
 pub async fn run_session<R: ClientRx, T: ClientTx>(ctx: Arc<RelayContext>, link: ClientLink<R, T>) {
     let ClientLink { rx, mut tx, meta } = link;
+    let rec = ctx.metrics.open_session(&meta);
+    let span = info_span!("stomp", session = rec.id(), peer = %meta.peer);
     let mut client = ClientSide {
         rx,
         buf: BytesMut::new(),
         decoder: Decoder::new(ctx.config.limits),
+        rec,
     };
-    let started = std::time::Instant::now();
-    let (end, version) = drive(&ctx, &mut client, &mut tx).await;
-    debug!(transport = meta.transport.as_str(), "session ending");
-    end.finish(&mut tx, version).await;
-    info!(
-        reason = end.reason(),
-        secs = started.elapsed().as_secs_f64(),
-        "session closed"
-    );
+    async move {
+        let started = std::time::Instant::now();
+        let (end, version) = drive(&ctx, &mut client, &mut tx).await;
+        debug!(transport = meta.transport.as_str(), "session ending");
+        client.rec.close(&end);
+        end.finish(&mut tx, version).await;
+        info!(
+            reason = end.reason(),
+            secs = started.elapsed().as_secs_f64(),
+            "session closed"
+        );
+    }
+    .instrument(span)
+    .await
 }
 
 /// AwaitConnect → Connecting → Connected; returns why the session ended and the version in force.
@@ -78,9 +105,12 @@ async fn drive<R: ClientRx, T: ClientTx>(
     tx: &mut T,
 ) -> (End, Version) {
     let shutdown = ctx.shutdown.clone();
+    let stats = client.rec.stats().clone();
+    let kicked = || End::Kicked(stats.kick_reason());
     let connected = tokio::select! {
         biased;
         _ = shutdown.cancelled() => return (End::Shutdown, Version::V1_0),
+        _ = stats.kicked() => return (kicked(), Version::V1_0),
         r = handshake::establish(ctx, client, tx) => r,
     };
     let upstream = match connected {
@@ -91,6 +121,7 @@ async fn drive<R: ClientRx, T: ClientTx>(
     let end = tokio::select! {
         biased;
         _ = shutdown.cancelled() => End::Shutdown,
+        _ = stats.kicked() => kicked(),
         end = pumps::run(ctx, client, tx, upstream) => end,
     };
     (end, version)

@@ -6,13 +6,14 @@
 //! broker slows its browser (invariant 4).
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::handshake::{frame_bytes, Upstream, BROKER_READ_BYTES};
 use super::{ClientSide, End, RelayContext};
+use crate::metrics::{Direction, SessionRecorder};
 use crate::stomp::{encode, Command, Frame, Item, Version};
 use crate::transport::{ClientRx, ClientTx};
 
@@ -41,6 +42,7 @@ pub(super) async fn run<R: ClientRx, T: ClientTx>(
     // Set by client_to_broker when DISCONNECT asked for a receipt; broker_to_client ends the
     // session once that RECEIPT has been delivered.
     let disconnect_receipt = OnceLock::new();
+    let rec = client.rec.clone();
     let c2b = client_to_broker(
         ctx,
         client,
@@ -56,6 +58,7 @@ pub(super) async fn run<R: ClientRx, T: ClientTx>(
         tx,
         broker_idle,
         &disconnect_receipt,
+        &rec,
     );
     tokio::select! {
         end = c2b => end,
@@ -73,13 +76,20 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
     disconnect_receipt: &OnceLock<Bytes>,
 ) -> End {
     let mut out = BytesMut::new();
+    let dir = Direction::ClientToBroker;
     loop {
-        let step = decode_client_batch(ctx, client, version, &mut out);
+        let mut first_decoded = None;
+        let step = decode_client_batch(ctx, client, version, &mut out, &mut first_decoded);
         if !out.is_empty() {
+            client.rec.set_queued(dir, out.len() + client.buf.len());
             if let Err(e) = broker.write_all(&out).await {
                 return End::BrokerGone(e.to_string());
             }
             out.clear();
+        }
+        client.rec.set_queued(dir, client.buf.len());
+        if let Some(t) = first_decoded {
+            client.rec.batch_forwarded(dir, t);
         }
         match step {
             Batch::More => {}
@@ -120,26 +130,34 @@ enum Batch {
 }
 
 /// Decodes every whole frame in the client's buffer into `out`, refusing what may not pass.
+/// `first_decoded` gets the moment the batch's first item was decoded (for the latency metric).
 fn decode_client_batch<R>(
     ctx: &RelayContext,
     client: &mut ClientSide<R>,
     version: Version,
     out: &mut BytesMut,
+    first_decoded: &mut Option<Instant>,
 ) -> Batch {
+    let dir = Direction::ClientToBroker;
     loop {
         let frame = match client.decoder.decode(&mut client.buf) {
             Ok(None) => return Batch::More,
             Ok(Some(Item::Heartbeat)) => {
+                first_decoded.get_or_insert_with(Instant::now);
+                client.rec.heartbeat(dir);
                 out.extend_from_slice(&HEARTBEAT);
                 continue;
             }
             Ok(Some(Item::Frame(f))) => f,
             Err(e) => return Batch::End(End::Malformed(e)),
         };
+        first_decoded.get_or_insert_with(Instant::now);
         if let Err(end) = check_client_frame(ctx, &frame) {
             return Batch::End(end);
         }
+        let before = out.len();
         append_frame(&frame, version, out);
+        client.rec.frame(dir, &frame, out.len() - before);
         if frame.command == Command::Disconnect {
             return Batch::Disconnect(frame.header_bytes("receipt").cloned());
         }
@@ -188,12 +206,17 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
     tx: &mut T,
     idle: Option<Duration>,
     disconnect_receipt: &OnceLock<Bytes>,
+    rec: &SessionRecorder,
 ) -> End {
+    let dir = Direction::BrokerToClient;
     loop {
+        let mut first_decoded = None;
         loop {
             let frame = match decoder.decode(buf) {
                 Ok(None) => break,
                 Ok(Some(Item::Heartbeat)) => {
+                    first_decoded.get_or_insert_with(Instant::now);
+                    rec.heartbeat(dir);
                     if let Err(e) = tx.send(HEARTBEAT.clone()).await {
                         return End::from_link(e);
                     }
@@ -202,7 +225,10 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
                 Ok(Some(Item::Frame(f))) => f,
                 Err(e) => return End::BrokerProtocol(e.to_string()),
             };
-            if let Err(e) = tx.send(frame_bytes(&frame, Version::V1_0)).await {
+            first_decoded.get_or_insert_with(Instant::now);
+            let bytes = frame_bytes(&frame, Version::V1_0);
+            rec.frame(dir, &frame, bytes.len());
+            if let Err(e) = tx.send(bytes).await {
                 return End::from_link(e);
             }
             if let Some(end) = ends_session(&frame, disconnect_receipt) {
@@ -212,6 +238,10 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
         }
         if let Err(e) = tx.flush().await {
             return End::from_link(e);
+        }
+        rec.set_queued(dir, buf.len());
+        if let Some(t) = first_decoded {
+            rec.batch_forwarded(dir, t);
         }
         if buf.capacity() - buf.len() < 512 {
             buf.reserve(BROKER_READ_BYTES);
@@ -225,7 +255,7 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
         };
         match read {
             Ok(0) => return End::BrokerGone("broker closed the connection".into()),
-            Ok(_) => {}
+            Ok(_) => rec.set_queued(dir, buf.len()),
             Err(e) => return End::BrokerGone(e.to_string()),
         }
     }
