@@ -7,7 +7,11 @@ export REPO_ROOT
 
 # Prints a visible section header to stderr.
 section() {
-  printf '\n\033[1m==> %s\033[0m\n' "$*" >&2
+  if [[ -t 2 ]]; then
+    printf '\n\033[1m==> %s\033[0m\n' "$*" >&2
+  else
+    printf '\n==> %s\n' "$*" >&2
+  fi
 }
 
 # Prints an informational line to stderr.
