@@ -228,36 +228,32 @@ impl Decoder {
 
     /// Parses every complete header line in the buffer; true once the blank line was read.
     fn read_headers(&mut self, buf: &mut BytesMut) -> Result<bool, DecodeError> {
-        let limit = self.limits.max_header_bytes;
-        let window = &buf[..buf.len().min(limit)];
-        loop {
-            let Stage::Headers {
-                line_start,
-                scanned,
-            } = self.stage
-            else {
-                return Ok(true);
-            };
-            let from = scanned.max(line_start);
-            let Some(lf) = memchr::memchr(b'\n', &window[from..]) else {
-                self.stage = Stage::Headers {
-                    line_start,
-                    scanned: window.len(),
-                };
-                return self.incomplete_header_line(buf, line_start).map(|()| false);
-            };
-            let lf = from + lf;
+        let window = &buf[..buf.len().min(self.limits.max_header_bytes)];
+        let Stage::Headers {
+            mut line_start,
+            scanned,
+        } = self.stage
+        else {
+            return Ok(true);
+        };
+        let from = scanned.max(line_start);
+        for lf in memchr::memchr_iter(b'\n', &window[from..]).map(|i| from + i) {
             let end = if lf > line_start && window[lf - 1] == b'\r' {
                 lf - 1
             } else {
                 lf
             };
-            self.stage = Stage::Headers {
-                line_start: lf + 1,
-                scanned: lf + 1,
-            };
             self.read_line(window, line_start..end, lf + 1)?;
+            if !matches!(self.stage, Stage::Headers { .. }) {
+                return Ok(true);
+            }
+            line_start = lf + 1;
         }
+        self.stage = Stage::Headers {
+            line_start,
+            scanned: window.len(),
+        };
+        self.incomplete_header_line(buf, line_start).map(|()| false)
     }
 
     /// No LF yet: decide between "wait" and an early refusal.
@@ -310,7 +306,11 @@ impl Decoder {
             });
         }
         let bytes = &window[line.clone()];
-        let colon = memchr::memchr(b':', bytes).ok_or(DecodeError::HeaderWithoutColon)?;
+        // Names are short: a plain loop beats memchr's setup here.
+        let colon = bytes
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(DecodeError::HeaderWithoutColon)?;
         let (names, values) = (
             line.start..line.start + colon,
             line.start + colon + 1..line.end,
