@@ -9,6 +9,11 @@ use policy_common::*;
 use serde_json::json;
 use stompgate::policy::{AuthError, AuthSource, Policy};
 
+/// Headers as name/value pairs.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+/// The user accepted, or the refusal.
+type Outcome<'a> = Result<&'a str, AuthError>;
+
 fn static_policy(dir: &TempDir) -> Policy {
     dir.write(
         "users.toml",
@@ -44,7 +49,7 @@ fn static_policy(dir: &TempDir) -> Policy {
 fn static_backend_table() {
     let dir = TempDir::new();
     let p = static_policy(&dir);
-    let cases: &[(&[(&str, &str)], Result<&str, AuthError>)] = &[
+    let cases: &[(Headers, Outcome)] = &[
         (
             &[("login", "alice"), ("passcode", "correct horse")],
             Ok("alice"),
@@ -135,7 +140,7 @@ fn http_basic_backend_table() {
     };
     let good = format!("Basic {}", b64("alice:pw:with:colons"));
     let bad = format!("Basic {}", b64("alice:nope"));
-    let cases: Vec<(Vec<(&str, &str)>, Result<&str, AuthError>)> = vec![
+    let cases: Vec<(Vec<(&str, &str)>, Outcome)> = vec![
         (vec![("authorization", &good)], Ok("alice")),
         (
             vec![("authorization", &bad)],

@@ -94,7 +94,7 @@ impl BackendLoader<'_> {
                             .map(|f| self.base.join(f)),
                     );
                 }
-                Backend::Jwt(JwtBackend::load(s, self.path, &field, self.base)?)
+                Backend::Jwt(JwtBackend::load(*s, self.path, &field, self.base)?)
             }
             AuthSpec::Passthrough(s) => {
                 tracing::warn!(

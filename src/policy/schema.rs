@@ -37,7 +37,7 @@ pub enum AuthSpec {
     /// CONNECT `login`/`passcode` against a users file.
     Static(UsersBackendSpec),
     /// A JWT from one of the enabled sources.
-    Jwt(JwtSpec),
+    Jwt(Box<JwtSpec>),
     /// HTTP Basic on the upgrade request against a users file.
     HttpBasic(UsersBackendSpec),
     /// The client's own credentials go to the broker.
