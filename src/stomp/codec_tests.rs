@@ -401,6 +401,18 @@ fn partial_frames_are_not_rescanned() {
 }
 
 #[test]
+fn a_swapped_buffer_restarts_instead_of_panicking() {
+    let mut dec = Decoder::new(Limits::default());
+    let mut buf = BytesMut::from(&b"SEND\ndestination:/q\n\nbody"[..]);
+    assert_eq!(dec.decode(&mut buf), Ok(None));
+    assert!(dec.in_frame());
+    let mut other = BytesMut::from(&b"ACK\n\n\0"[..]);
+    let item = dec.decode(&mut other).unwrap();
+    assert!(matches!(item, Some(Item::Frame(f)) if f.command == Command::Ack));
+    assert!(!dec.in_frame());
+}
+
+#[test]
 fn decoded_parts_are_slices_of_raw_unless_unescaped() {
     let out = decode(b"SEND\nplain:value\nesc:a\\cb\n\nbody\0", Version::V1_2);
     let f = out.frame();

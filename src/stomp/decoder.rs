@@ -188,7 +188,17 @@ impl Decoder {
         result
     }
 
+    /// Whether part of a frame has been read and the rest is awaited.
+    pub fn in_frame(&self) -> bool {
+        self.stage != Stage::Idle
+    }
+
     fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Item>, DecodeError> {
+        if self.scanned() > buf.len() {
+            // The caller swapped or consumed the buffer mid-frame: start over rather than trust
+            // stale offsets.
+            self.reset();
+        }
         if self.stage == Stage::Idle {
             match buf.first() {
                 None => return Ok(None),
@@ -217,6 +227,14 @@ impl Decoder {
             return Ok(None);
         };
         Ok(Some(Item::Frame(self.take_frame(buf, start, nul))))
+    }
+
+    /// How many bytes of the buffer the current frame has been scanned through.
+    fn scanned(&self) -> usize {
+        match self.stage {
+            Stage::Idle => 0,
+            Stage::Headers { scanned, .. } | Stage::Body { scanned, .. } => scanned,
+        }
     }
 
     fn reset(&mut self) {
