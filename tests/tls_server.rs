@@ -166,6 +166,7 @@ async fn broken_new_pairs_are_refused_and_the_old_one_stays() {
     let stream = handshake(addr, client_config(&ca.pem, None)).await.unwrap();
     assert_eq!(presented(&stream), good.der);
     assert_eq!(tls.reloads(), 0);
+    assert_eq!(tls.reload_failures(), 3);
 }
 
 #[tokio::test]

@@ -133,6 +133,9 @@ async fn expired_broker_certificate_is_refused() {
     let ca = Ca::new("broker CA");
     let leaf = ca.server_for("old", &["localhost"], Some((2020, 1, 1)));
     let (addr, _seen) = broker(dir.path(), &leaf).await;
+    let (cert, key) = write_pair(dir.path(), &leaf);
+    let expired = ServerTls::new(&listener_config(cert, key, None)).unwrap();
+    assert_eq!(expired.not_after_unix(), Some(1_577_836_800)); // 2020-01-01T00:00:00Z
     let err = connect(&trusting(dir.path(), &ca), addr, "localhost")
         .await
         .unwrap_err();

@@ -87,6 +87,20 @@ impl UpstreamTls {
     }
 }
 
+/// The host part of an upstream address (`host:port`, `[v6]:port`, or a bare host), as
+/// [`UpstreamTls::connect`] expects it.
+pub fn host_of(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => addr,
+    }
+}
+
 /// Accepts a DNS name or an IP literal (IPv6 with or without brackets).
 fn parse_server_name(name: &str) -> Result<ServerName<'static>, TlsError> {
     let bare = name.trim_start_matches('[').trim_end_matches(']');
@@ -178,5 +192,36 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_strips_ports_and_brackets() {
+        let cases = [
+            ("rabbit.internal:61614", "rabbit.internal"),
+            ("127.0.0.1:61614", "127.0.0.1"),
+            ("[::1]:61614", "::1"),
+            ("[::1]", "::1"),
+            ("::1", "::1"),
+            ("localhost", "localhost"),
+        ];
+        for (addr, host) in cases {
+            assert_eq!(host_of(addr), host, "{addr}");
+        }
+    }
+
+    #[test]
+    fn server_names_accept_dns_and_ip_literals() {
+        assert!(parse_server_name("localhost").is_ok());
+        assert!(parse_server_name("127.0.0.1").is_ok());
+        assert!(parse_server_name("[::1]").is_ok());
+        assert!(matches!(
+            parse_server_name("not a name"),
+            Err(TlsError::ServerName(_))
+        ));
     }
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 
-pub use client::{UpstreamTls, UPSTREAM_TLS_HANDSHAKE_TIMEOUT};
+pub use client::{host_of, UpstreamTls, UPSTREAM_TLS_HANDSHAKE_TIMEOUT};
 pub use error::{classify_handshake_error, TlsError, TlsSide};
 pub use pem::MAX_PEM_FILE_BYTES;
 pub use reload::DEFAULT_WATCH_INTERVAL;

@@ -36,8 +36,9 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// [`ServerTls::reload`] and [`ServerTls::spawn_watcher`].
 pub struct ServerTls {
     pub(super) settings: ListenerTlsConfig,
-    current: ArcSwap<ServerConfig>,
+    current: ArcSwap<Loaded>,
     reloads: AtomicU64,
+    reload_failures: AtomicU64,
     pub(super) watch_interval: Duration,
 }
 
@@ -46,6 +47,7 @@ impl std::fmt::Debug for ServerTls {
         f.debug_struct("ServerTls")
             .field("settings", &self.settings)
             .field("reloads", &self.reloads())
+            .field("not_after", &self.current.load().not_after)
             .finish_non_exhaustive()
     }
 }
@@ -58,6 +60,7 @@ impl ServerTls {
             settings: settings.clone(),
             current: ArcSwap::from_pointee(config),
             reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
             watch_interval: reload::DEFAULT_WATCH_INTERVAL,
         })
     }
@@ -70,17 +73,27 @@ impl ServerTls {
 
     /// An acceptor using the current certificate; take a fresh one per connection.
     pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.current.load_full())
+        TlsAcceptor::from(self.config())
     }
 
     /// The current rustls configuration.
     pub fn config(&self) -> Arc<ServerConfig> {
-        self.current.load_full()
+        Arc::clone(&self.current.load().config)
     }
 
-    /// How many successful reloads happened since start-up.
+    /// How many successful reloads happened since start-up (for a metric).
     pub fn reloads(&self) -> u64 {
         self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// How many reloads were refused since start-up (for a metric and an alert).
+    pub fn reload_failures(&self) -> u64 {
+        self.reload_failures.load(Ordering::Relaxed)
+    }
+
+    /// When the current certificate expires, in seconds since the Unix epoch (for a metric).
+    pub fn not_after_unix(&self) -> Option<i64> {
+        self.current.load().not_after
     }
 
     /// Runs a client's TLS handshake with the current certificate, under
@@ -101,10 +114,17 @@ impl ServerTls {
 
     /// Builds a new configuration from the files and, if it is valid, makes it current.
     pub(super) fn replace_config(&self) -> Result<(), TlsError> {
-        let config = build_server_config(&self.settings)?;
-        self.current.store(Arc::new(config));
-        self.reloads.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        match build_server_config(&self.settings) {
+            Ok(config) => {
+                self.current.store(Arc::new(config));
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
     }
 
     /// The identity of the verified client certificate: its subject CN, else its first DNS,
@@ -168,9 +188,19 @@ fn san_text(name: &GeneralName<'_>) -> Option<String> {
 }
 
 /// Builds the listener's rustls configuration from the files named in `settings`.
-fn build_server_config(settings: &ListenerTlsConfig) -> Result<ServerConfig, TlsError> {
+/// A loaded configuration and the expiry of its certificate.
+struct Loaded {
+    config: Arc<ServerConfig>,
+    not_after: Option<i64>,
+}
+
+fn build_server_config(settings: &ListenerTlsConfig) -> Result<Loaded, TlsError> {
     let provider = provider();
     let chain = pem::load_certs(&settings.cert, "certificate")?;
+    let not_after = chain
+        .first()
+        .and_then(|der| x509_parser::parse_x509_certificate(der.as_ref()).ok())
+        .map(|(_, cert)| cert.validity().not_after.timestamp());
     let key = pem::load_key(&settings.key)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(PROTOCOL_VERSIONS)
@@ -195,7 +225,10 @@ fn build_server_config(settings: &ListenerTlsConfig) -> Result<ServerConfig, Tls
         .with_single_cert(chain, key)
         .map_err(|e| key_error(settings, e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok(Loaded {
+        config: Arc::new(config),
+        not_after,
+    })
 }
 
 fn key_error(settings: &ListenerTlsConfig, err: rustls::Error) -> TlsError {
