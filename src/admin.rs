@@ -4,18 +4,39 @@
 //! |---|---|
 //! | `GET /healthz` | `200 ok` while the process runs (liveness) |
 //! | `GET /readyz` | `200 ready` while accepting, `503 draining` once the drain began (readiness) |
+//! | `GET /metrics` | Prometheus text format, every `stompgate_*` family |
+//! | `GET /connections` | JSON array: every live session ([`crate::metrics::SessionView`]) |
+//! | `GET /connections/{id}` | one session, or 404 |
+//! | `DELETE /connections/{id}` | closes it with an ERROR `closed by operator: <reason>` (`?reason=` or JSON `{"reason": ...}`); 202 |
+//! | `GET /trace` | the frame trace in force |
+//! | `POST /trace` | starts tracing: JSON `{"connection": id}` or `{"user": name}`, `"max_body"`, `"duration_secs"` |
+//! | `DELETE /trace` | stops tracing |
 //!
-//! `/metrics` and `/connections` plug into [`route`]. With `admin_token` configured, every
-//! path except the two probes needs `Authorization: Bearer <token>` (else 401).
+//! [`handle`] reads request bodies (bounded in size and time) and serves the methods that
+//! change state; [`route`] answers the `GET`s. With `admin_token` configured, every path except
+//! the two probes needs `Authorization: Bearer <token>` (else 401).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use serde::Serialize;
+use tracing::info;
 
 use crate::config::{Config, Secret};
+use crate::metrics::{Metrics, TraceRequest};
 use crate::transport::ws::text_response;
 use crate::transport::HttpBody;
+
+/// Largest admin request body read.
+pub const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
+/// Time allowed to receive an admin request body.
+pub const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The reason given to a kicked session when the operator gave none.
+const DEFAULT_KICK_REASON: &str = "no reason given";
 
 /// What the admin endpoints read. Extend it with what new endpoints need.
 #[derive(Debug)]
@@ -26,15 +47,24 @@ pub struct AdminState {
     ready: AtomicBool,
     /// Bearer token required on everything except the probes.
     token: Option<Secret>,
+    /// Counters, the connection table and the tracer (shared with the relay).
+    pub metrics: Arc<Metrics>,
 }
 
 impl AdminState {
-    /// Ready, with the configuration's admin token.
+    /// Ready, with the configuration's admin token and metrics of its own.
     pub fn new(config: Arc<Config>) -> Self {
+        let metrics = Metrics::new(&config);
+        AdminState::with_metrics(config, metrics)
+    }
+
+    /// Ready, sharing the relay's `metrics`.
+    pub fn with_metrics(config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
         AdminState {
             token: config.admin_token.clone(),
             config,
             ready: AtomicBool::new(true),
+            metrics,
         }
     }
 
@@ -49,7 +79,171 @@ impl AdminState {
     }
 }
 
-/// Answers one admin request.
+/// Answers one admin request of any method, reading its body when the method needs one.
+pub async fn handle<B>(req: Request<B>, state: &AdminState) -> Response<HttpBody>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let method = req.method().clone();
+    if method != Method::POST && method != Method::DELETE {
+        return route(&req, state);
+    }
+    if !authorized(&req, state) {
+        return unauthorized();
+    }
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let path = parts.uri.path();
+    match (method, path) {
+        (Method::POST, "/trace") => start_trace(&body, state),
+        (Method::DELETE, "/trace") => {
+            let was = state.metrics.tracer().stop();
+            info!(was_active = was, "frame trace stopped by operator");
+            json_response(StatusCode::OK, &state.metrics.tracer().status())
+        }
+        (Method::DELETE, _) => match connection_id(path) {
+            Some(id) => kick(id, parts.uri.query(), &body, state),
+            None => text_response(StatusCode::NOT_FOUND, "not found\n"),
+        },
+        _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// Collects a body, bounded in size and time.
+async fn read_body<B>(body: B) -> Result<Bytes, Response<HttpBody>>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limited = Limited::new(body, MAX_ADMIN_BODY_BYTES);
+    match tokio::time::timeout(ADMIN_BODY_TIMEOUT, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err(text_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large or broken\n",
+        )),
+        Err(_) => Err(text_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body too slow\n",
+        )),
+    }
+}
+
+/// `POST /trace`.
+fn start_trace(body: &[u8], state: &AdminState) -> Response<HttpBody> {
+    let req: TraceRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return text_response(StatusCode::BAD_REQUEST, format!("bad JSON: {e}\n")),
+    };
+    match state.metrics.tracer().start(&req) {
+        Ok(status) => {
+            info!(connection = ?req.connection, user = ?req.user, "frame trace started by operator");
+            json_response(StatusCode::OK, &status)
+        }
+        Err(e) => text_response(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
+
+/// `DELETE /connections/{id}`: the reason comes from `?reason=` or a JSON `{"reason": ...}`.
+fn kick(id: u64, query: Option<&str>, body: &[u8], state: &AdminState) -> Response<HttpBody> {
+    #[derive(serde::Deserialize)]
+    struct KickBody {
+        reason: Option<String>,
+    }
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<KickBody>(body) {
+            Ok(b) => b.reason,
+            Err(e) => return text_response(StatusCode::BAD_REQUEST, format!("bad JSON: {e}\n")),
+        }
+    };
+    let reason = from_body
+        .or_else(|| query.and_then(|q| query_param(q, "reason")))
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_KICK_REASON.to_owned());
+    let Some(session) = state.metrics.connections().get(id) else {
+        return text_response(StatusCode::NOT_FOUND, "no such connection\n");
+    };
+    session.kick(&reason);
+    info!(session = id, reason = %reason, "session closed by operator");
+    #[derive(Serialize)]
+    struct Kicked {
+        id: u64,
+        reason: String,
+    }
+    json_response(
+        StatusCode::ACCEPTED,
+        &Kicked {
+            id,
+            reason: session.kick_reason(),
+        },
+    )
+}
+
+/// The id in `/connections/{id}`.
+fn connection_id(path: &str) -> Option<u64> {
+    path.strip_prefix("/connections/")?.parse().ok()
+}
+
+/// The first value of `name` in a query string, percent- and `+`-decoded.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A JSON response.
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<HttpBody> {
+    let Ok(body) = serde_json::to_vec_pretty(value) else {
+        return text_response(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed\n");
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn unauthorized() -> Response<HttpBody> {
+    let mut resp = text_response(StatusCode::UNAUTHORIZED, "unauthorized\n");
+    resp.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer"),
+    );
+    resp
+}
+
+/// Answers one admin `GET`/`HEAD` request (other methods: 405; [`handle`] serves them).
 pub fn route<B>(req: &Request<B>, state: &AdminState) -> Response<HttpBody> {
     let path = req.uri().path();
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -64,14 +258,36 @@ pub fn route<B>(req: &Request<B>, state: &AdminState) -> Response<HttpBody> {
         _ => {}
     }
     if !authorized(req, state) {
-        let mut resp = text_response(StatusCode::UNAUTHORIZED, "unauthorized\n");
-        resp.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer"),
-        );
-        return resp;
+        return unauthorized();
     }
-    text_response(StatusCode::NOT_FOUND, "not found\n")
+    let metrics = &state.metrics;
+    match path {
+        "/metrics" => metrics_response(metrics),
+        "/connections" => {
+            let all: Vec<_> = metrics
+                .connections()
+                .list()
+                .iter()
+                .map(|s| s.view())
+                .collect();
+            json_response(StatusCode::OK, &all)
+        }
+        "/trace" => json_response(StatusCode::OK, &metrics.tracer().status()),
+        _ => match connection_id(path).and_then(|id| metrics.connections().get(id)) {
+            Some(s) => json_response(StatusCode::OK, &s.view()),
+            None => text_response(StatusCode::NOT_FOUND, "not found\n"),
+        },
+    }
+}
+
+/// `GET /metrics` in the Prometheus text format.
+fn metrics_response(metrics: &Metrics) -> Response<HttpBody> {
+    let mut resp = text_response(StatusCode::OK, metrics.render());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(prometheus::TEXT_FORMAT),
+    );
+    resp
 }
 
 fn readyz(state: &AdminState) -> Response<HttpBody> {
@@ -142,11 +358,106 @@ mod tests {
         assert_eq!(status(None), StatusCode::UNAUTHORIZED);
         assert_eq!(status(Some("Bearer wrong")), StatusCode::UNAUTHORIZED);
         assert_eq!(status(Some("t0ken")), StatusCode::UNAUTHORIZED);
-        assert_eq!(status(Some("Bearer t0ken")), StatusCode::NOT_FOUND);
+        assert_eq!(status(Some("Bearer t0ken")), StatusCode::OK);
         let open = state(None);
         assert_eq!(
             route(&get("/metrics", None), &open).status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            route(&get("/nowhere", None), &open).status(),
             StatusCode::NOT_FOUND
         );
+    }
+
+    fn req(method: Method, path: &str, auth: Option<&str>, body: &str) -> Request<Full<Bytes>> {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
+    }
+
+    fn meta() -> crate::transport::ClientMeta {
+        crate::transport::ClientMeta {
+            peer: "127.0.0.1:7".parse().unwrap(),
+            transport: crate::transport::TransportKind::WebSocket,
+            tls: false,
+            headers: Default::default(),
+            query: None,
+            client_cert: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn delete_kicks_the_named_session_with_the_reason() {
+        let s = state(Some("t0ken"));
+        let a = s.metrics.open_session(&meta());
+        let b = s.metrics.open_session(&meta());
+        let path = format!("/connections/{}?reason=maintenance+window%21", b.id());
+        let denied = handle(req(Method::DELETE, &path, None, ""), &s).await;
+        assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+        assert!(!b.stats().kick_reason().contains("maintenance"));
+        let ok = handle(req(Method::DELETE, &path, Some("Bearer t0ken"), ""), &s).await;
+        assert_eq!(ok.status(), StatusCode::ACCEPTED);
+        assert_eq!(b.stats().kick_reason(), "maintenance window!");
+        assert_eq!(a.stats().kick_reason(), "");
+        let body = format!("/connections/{}", a.id());
+        let json = handle(
+            req(
+                Method::DELETE,
+                &body,
+                Some("Bearer t0ken"),
+                r#"{"reason":"abuse"}"#,
+            ),
+            &s,
+        )
+        .await;
+        assert_eq!(json.status(), StatusCode::ACCEPTED);
+        assert_eq!(a.stats().kick_reason(), "abuse");
+        let missing = handle(
+            req(Method::DELETE, "/connections/999", Some("Bearer t0ken"), ""),
+            &s,
+        )
+        .await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn trace_starts_stops_and_rejects_bad_requests() {
+        let s = state(None);
+        let bad = handle(req(Method::POST, "/trace", None, "{}"), &s).await;
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        let ok = handle(
+            req(
+                Method::POST,
+                "/trace",
+                None,
+                r#"{"connection":3,"max_body":16,"duration_secs":5}"#,
+            ),
+            &s,
+        )
+        .await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert!(s.metrics.tracer().is_active());
+        let stop = handle(req(Method::DELETE, "/trace", None, ""), &s).await;
+        assert_eq!(stop.status(), StatusCode::OK);
+        assert!(!s.metrics.tracer().is_active());
+        let big = "x".repeat(MAX_ADMIN_BODY_BYTES + 1);
+        let too_big = handle(req(Method::POST, "/trace", None, &big), &s).await;
+        assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn query_params_decode() {
+        assert_eq!(
+            query_param("a=1&reason=x%20y+z", "reason").as_deref(),
+            Some("x y z")
+        );
+        assert_eq!(
+            query_param("reason=%zz%", "reason").as_deref(),
+            Some("%zz%")
+        );
+        assert_eq!(query_param("a=1", "reason"), None);
     }
 }

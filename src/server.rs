@@ -290,7 +290,11 @@ impl Sessions {
         if self.draining.is_cancelled() {
             return None;
         }
-        self.slots.clone().try_acquire_owned().ok()
+        let slot = self.slots.clone().try_acquire_owned().ok();
+        if slot.is_none() {
+            self.ctx.metrics.session_refused(crate::metrics::RefusedReason::Limit);
+        }
+        slot
     }
 
     /// Runs a session on the tracker under its span, holding `slots` until it ends.
@@ -462,8 +466,14 @@ impl Gateway {
         }
         let admin = Listener::bind("admin", config.admin_listen, None, ADMIN_TCP_SLOTS).await?;
         let drain = CancellationToken::new();
+        // One set of metrics, shared by the relay (which records) and the admin API (which reads).
+        let metrics = crate::metrics::Metrics::new(&config);
         let sessions = Arc::new(Sessions {
-            ctx: RelayContext::new(config.clone(), CancellationToken::new()),
+            ctx: RelayContext::with_metrics(
+                config.clone(),
+                CancellationToken::new(),
+                metrics.clone(),
+            ),
             tracker: TaskTracker::new(),
             slots: Arc::new(Semaphore::new(
                 config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
@@ -477,7 +487,7 @@ impl Gateway {
             sockjs,
             config: config.clone(),
         });
-        let admin_state = Arc::new(AdminState::new(config.clone()));
+        let admin_state = Arc::new(AdminState::with_metrics(config.clone(), metrics));
         Ok(Gateway {
             client_addr: client[0].local_addr(),
             tls_addr: client.get(1).map(Listener::local_addr),
@@ -588,7 +598,7 @@ async fn drain_sessions(fe: &Sessions, grace: Duration) {
 async fn serve_admin(listener: Listener, state: Arc<AdminState>, stop: CancellationToken) {
     let handler = move |req: Request<Incoming>, _conn: ConnInfo| {
         let state = state.clone();
-        async move { admin::route(&req, &state) }
+        async move { admin::handle(req, &state).await }
     };
     let conns = TaskTracker::new();
     listener.serve(handler, stop, conns.clone()).await;

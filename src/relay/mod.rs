@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, Instrument};
 
 use crate::config::Config;
-use crate::metrics::{Metrics, SessionRecorder};
+use crate::metrics::{client_ip, Metrics, SessionRecorder};
 use crate::stomp::{Decoder, Version};
 use crate::transport::{ClientLink, ClientRx, ClientTx};
 
@@ -73,7 +73,10 @@ struct ClientSide<R> {
 /// Runs one client session to its end: waits for CONNECT, applies policy, connects upstream,
 /// pumps frames both ways, and closes both sides with the right ERROR and close code.
 pub async fn run_session<R: ClientRx, T: ClientTx>(ctx: Arc<RelayContext>, link: ClientLink<R, T>) {
-    let ClientLink { rx, mut tx, meta } = link;
+    let ClientLink { rx, mut tx, mut meta } = link;
+    // Behind a trusted proxy, the client is the first untrusted X-Forwarded-For hop.
+    let ip = client_ip(meta.peer.ip(), &meta.headers, &ctx.config.trusted_proxies);
+    meta.peer = std::net::SocketAddr::new(ip, meta.peer.port());
     let rec = ctx.metrics.open_session(&meta);
     let span = info_span!("stomp", session = rec.id(), peer = %meta.peer);
     let mut client = ClientSide {
