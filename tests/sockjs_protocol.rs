@@ -657,3 +657,29 @@ async fn raw_websocket() {
         "{m:?}"
     );
 }
+
+#[tokio::test]
+async fn outbox_overflow_closes_the_session_instead_of_growing() {
+    let opts = SockjsOptions {
+        queue_messages: 4,
+        send_timeout: Duration::from_millis(100),
+        ..SockjsOptions::default()
+    };
+    let (a, mut ended) = start_timed(opts).await;
+    let url = format!("/t/000/{}", sid());
+    assert_eq!(
+        post_empty(a, &format!("{url}/xhr")).await_text().await,
+        "o\n"
+    );
+    // Ten echoes for a client that is not polling: four fit, the fifth times out.
+    let ten = serde_json::to_string(&(0..10).map(|i| i.to_string()).collect::<Vec<_>>()).unwrap();
+    assert_eq!(post(a, &format!("{url}/xhr_send"), &ten).await.status, 204);
+    timeout(WAIT, ended.recv())
+        .await
+        .expect("overflow must end the session")
+        .unwrap();
+    let body = post_empty(a, &format!("{url}/xhr")).await_text().await;
+    assert_eq!(body, "a[\"0\",\"1\",\"2\",\"3\"]\n");
+    let body = post_empty(a, &format!("{url}/xhr")).await_text().await;
+    assert_eq!(body, "c[1011,\"Client too slow\"]\n");
+}

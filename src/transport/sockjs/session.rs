@@ -143,7 +143,8 @@ impl Session {
     /// Makes the calling request the receiver, if it may be.
     pub fn attach(&self) -> Attach {
         let mut st = self.lock();
-        if let (true, Some((code, reason))) = (st.opened, &st.closed) {
+        // A closed session still delivers what was queued before the close (an ERROR frame).
+        if let (true, true, Some((code, reason))) = (st.opened, st.outbox.is_empty(), &st.closed) {
             return Attach::Closed(*code, reason.clone());
         }
         if st.receiver.is_some() {
