@@ -1,0 +1,148 @@
+//! `wss://` end to end: a tokio-tungstenite client over TLS → the gateway's TLS listener →
+//! RabbitMQ (STOMP 61613, users from scripts/setup-rabbitmq.sh). Certificate rotation during a
+//! live STOMP session (the old session keeps flowing, the next handshake presents the new
+//! certificate) and mutual TLS accepted and refused at the gateway.
+
+mod common;
+mod tls_support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{rabbitmq, unique, BROKER_LOGIN, BROKER_PASSCODE};
+use futures_util::{SinkExt, StreamExt};
+use stompgate::config::{ClientAuthMode, Config, ListenerTlsConfig};
+use stompgate::server::Gateway;
+use tls_support::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+type Wss = WebSocketStream<ClientStream>;
+
+/// Starts a gateway to RabbitMQ whose only client listener is TLS.
+async fn start(tls: ListenerTlsConfig) -> Gateway {
+    let mut config = Config::for_tests(&rabbitmq(), BROKER_LOGIN, BROKER_PASSCODE);
+    config.shutdown_grace = Duration::from_millis(100);
+    config.tls = Some(tls);
+    Gateway::bind(Arc::new(config)).await.unwrap()
+}
+
+/// A `wss://` WebSocket with the STOMP subprotocols, over a handshake with `config`.
+async fn open_wss(addr: SocketAddr, config: rustls::ClientConfig) -> std::io::Result<Wss> {
+    let stream = handshake(addr, config).await?;
+    let mut req = "wss://localhost/ws".into_client_request().unwrap();
+    let offered = "v10.stomp, v11.stomp, v12.stomp".parse().unwrap();
+    req.headers_mut().insert("sec-websocket-protocol", offered);
+    let upgrade = tokio_tungstenite::client_async(req, stream);
+    let (ws, _resp) = tokio::time::timeout(WAIT, upgrade)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+        .map_err(std::io::Error::other)?;
+    Ok(ws)
+}
+
+async fn next_text(ws: &mut Wss) -> String {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+        match msg.unwrap().unwrap() {
+            Message::Text(t) if t.as_str() != "\n" => return t.as_str().to_owned(),
+            Message::Text(_) | Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+async fn send(ws: &mut Wss, text: &str) {
+    ws.send(Message::text(text)).await.unwrap();
+}
+
+/// CONNECT (the gateway supplies the broker identity) and SUBSCRIBE to `queue`.
+async fn stomp_session(ws: &mut Wss, queue: &str) {
+    send(ws, "CONNECT\naccept-version:1.2\nhost:/\n\n\0").await;
+    let connected = next_text(ws).await;
+    assert!(connected.starts_with("CONNECTED\n"), "{connected}");
+    send(
+        ws,
+        &format!("SUBSCRIBE\nid:s1\ndestination:{queue}\nreceipt:r1\n\n\0"),
+    )
+    .await;
+    assert!(next_text(ws).await.contains("receipt-id:r1"));
+}
+
+/// SEND to `queue` and expect the MESSAGE back on the same session.
+async fn round_trip(ws: &mut Wss, queue: &str, body: &str) {
+    send(ws, &format!("SEND\ndestination:{queue}\n\n{body}\0")).await;
+    let msg = next_text(ws).await;
+    assert!(msg.starts_with("MESSAGE\n"), "{msg}");
+    assert!(msg.ends_with(&format!("\n\n{body}\0")), "{msg:?}");
+}
+
+#[tokio::test]
+async fn rotation_during_a_live_wss_session() {
+    let dir = TempDir::new();
+    let ca = Ca::new("test CA");
+    let (old, new) = (ca.server("before"), ca.server("after"));
+    let (cert, key) = write_pair(dir.path(), &old);
+    let gw = start(listener_config(cert, key, None)).await;
+    let (addr, stop, tls) = (
+        gw.client_addr(),
+        gw.shutdown_token(),
+        gw.server_tls().unwrap(),
+    );
+    tokio::spawn(gw.run());
+
+    let mut live = open_wss(addr, client_config(&ca.pem, None)).await.unwrap();
+    assert_eq!(presented(live.get_ref()), old.der);
+    let queue = unique("/queue/tls-rotation");
+    stomp_session(&mut live, &queue).await;
+    round_trip(&mut live, &queue, "before rotation").await;
+
+    write_pair(dir.path(), &new);
+    tls.reload().unwrap(); // what SIGHUP (or the file watcher) does
+
+    let mut next = open_wss(addr, client_config(&ca.pem, None)).await.unwrap();
+    assert_eq!(presented(next.get_ref()), new.der);
+    let other_queue = unique("/queue/tls-rotation-next");
+    stomp_session(&mut next, &other_queue).await;
+    round_trip(&mut next, &other_queue, "new session").await;
+    round_trip(&mut live, &queue, "old session still flowing").await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn mutual_tls_at_the_gateway() {
+    let dir = TempDir::new();
+    let (server_ca, client_ca, rogue_ca) = (
+        Ca::new("server CA"),
+        Ca::new("client CA"),
+        Ca::new("rogue CA"),
+    );
+    let (cert, key) = write_pair(dir.path(), &server_ca.server("gw"));
+    let client_ca_path = write(dir.path(), "client-ca.crt", &client_ca.pem);
+    let mtls = Some((client_ca_path, ClientAuthMode::Required));
+    let gw = start(listener_config(cert, key, mtls)).await;
+    let (addr, stop) = (gw.client_addr(), gw.shutdown_token());
+    tokio::spawn(gw.run());
+
+    // TLS 1.3: the refusal of a client certificate arrives after the client's handshake
+    // finished, so it shows as the WebSocket upgrade failing.
+    assert!(open_wss(addr, client_config(&server_ca.pem, None))
+        .await
+        .is_err());
+    let rogue = rogue_ca.client(Some("mallory"), &[]);
+    let refused = open_wss(addr, client_config(&server_ca.pem, Some(&rogue))).await;
+    assert!(refused.is_err());
+
+    let alice = client_ca.client(Some("alice"), &[]);
+    let mut ws = open_wss(addr, client_config(&server_ca.pem, Some(&alice)))
+        .await
+        .unwrap();
+    let queue = unique("/queue/tls-mtls");
+    stomp_session(&mut ws, &queue).await;
+    round_trip(&mut ws, &queue, "hello from alice").await;
+    stop.cancel();
+}
