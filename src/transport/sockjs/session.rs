@@ -448,6 +448,15 @@ impl ClientTx for SockjsTx {
     }
 }
 
+impl Drop for SockjsTx {
+    /// A sending half dropped without a close (a refused or failed session) still ends the
+    /// session, so the client learns of it instead of polling heartbeats forever.
+    fn drop(&mut self) {
+        self.session
+            .close(CloseCode::Internal.code(), "Session ended");
+    }
+}
+
 impl SockjsTx {
     /// Closes with a raw SockJS close code (e.g. 3000), for applications other than the relay.
     pub fn close_with(&self, code: u16, reason: &str) {
@@ -576,5 +585,15 @@ mod tests {
             reg.get_or_create("other", &limits(), 0),
             Lookup::Full
         ));
+    }
+
+    #[tokio::test]
+    async fn dropping_tx_without_close_ends_the_session() {
+        let live = Arc::new(AtomicUsize::new(0));
+        let (s, mut rx, tx) = Session::new(limits(), &live);
+        assert_eq!(next(&s).await, Event::Open);
+        drop(tx);
+        assert_eq!(next(&s).await, Event::Close(1011, "Session ended".into()));
+        assert_eq!(rx.recv().await.unwrap(), None);
     }
 }
