@@ -323,3 +323,27 @@ fn origin_allowlist() {
     let open = dir.policy("[[auth]]\ntype = \"passthrough\"\n");
     assert!(open.check_origin(Some("https://evil.example")));
 }
+
+/// A slow, obviously right reference matcher: plain recursion over the pattern text.
+fn reference_match(p: &[u8], t: &[u8]) -> bool {
+    match p {
+        [] => t.is_empty(),
+        [b'*', b'*', rest @ ..] => (0..=t.len()).any(|i| reference_match(rest, &t[i..])),
+        [b'*', rest @ ..] => (0..=t.len())
+            .take_while(|&i| i == 0 || t[i - 1] != b'/')
+            .any(|i| reference_match(rest, &t[i..])),
+        [c, rest @ ..] => t.first() == Some(c) && reference_match(rest, &t[1..]),
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn glob_agrees_with_the_reference(p in "[ab/.*]{0,8}", t in "[ab/.]{0,10}") {
+        let pieces = stompgate::policy::parse_template(&p, true).unwrap();
+        proptest::prop_assert_eq!(
+            stompgate::policy::glob_match(&pieces, &t),
+            reference_match(p.as_bytes(), t.as_bytes()),
+            "pattern {:?} text {:?}", p, t
+        );
+    }
+}

@@ -573,3 +573,37 @@ fn policy_file_errors_name_the_field() {
     .unwrap_err();
     assert!(err.to_string().contains("user[0].hash"), "{err}");
 }
+
+#[test]
+fn jwks_with_ec_and_ed25519_keys_and_an_encryption_key() {
+    let dir = TempDir::new();
+    let es = generated_key(Algorithm::ES256);
+    let ed = generated_key(Algorithm::EdDSA);
+    let enc = json!({"kty": "RSA", "use": "enc", "alg": "RSA-OAEP", "kid": "enc", "n": "AQAB", "e": "AQAB"});
+    let set = json!({"keys": [jwk(&es, "es", true), jwk(&ed, "ed", true), enc]});
+    dir.write("jwks.json", set.to_string());
+    let p = jwt_policy(&dir, "jwks_file = \"jwks.json\"\n");
+    assert_eq!(
+        jwt_user(&p, &sign(&es, Some("es"), &claims("e"))),
+        Ok("e".into())
+    );
+    assert_eq!(
+        jwt_user(&p, &sign(&ed, Some("ed"), &claims("d"))),
+        Ok("d".into())
+    );
+    // a token naming the EC key but signed by the Ed25519 key
+    assert_eq!(
+        jwt_user(&p, &sign(&ed, Some("es"), &claims("x"))),
+        Err(AuthError::UnknownKey)
+    );
+    // an EC key without alg needs jwks_alg; with a mismatching jwks_alg it is refused at load
+    dir.write(
+        "noalg.json",
+        json!({"keys": [jwk(&es, "es", false)]}).to_string(),
+    );
+    let base = "[[auth]]\ntype = \"jwt\"\njwks_file = \"noalg.json\"\nsources = { passcode = true }\naudience = \"stompgate\"\n";
+    assert!(Policy::load(&dir.write("a.toml", base)).is_err());
+    assert!(Policy::load(&dir.write("b.toml", format!("{base}jwks_alg = \"RS256\"\n"))).is_err());
+    let p = dir.policy(&format!("{base}jwks_alg = \"ES256\"\n"));
+    assert_eq!(jwt_user(&p, &sign(&es, None, &claims("e"))), Ok("e".into()));
+}

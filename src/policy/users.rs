@@ -24,6 +24,9 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// login allocate gigabytes).
 const MAX_ARGON2_M_COST_KIB: u32 = 1024 * 1024;
 
+/// Largest argon2 time cost (passes) accepted in a users file.
+const MAX_ARGON2_T_COST: u32 = 64;
+
 /// A stored password hash.
 #[derive(Clone)]
 enum StoredHash {
@@ -37,8 +40,8 @@ impl StoredHash {
         if s.starts_with("$argon2id$") {
             let parsed = PasswordHash::new(s).map_err(|_| "not a valid argon2id PHC string")?;
             let params = Params::try_from(&parsed).map_err(|_| "bad argon2 parameters")?;
-            if params.m_cost() > MAX_ARGON2_M_COST_KIB {
-                return Err("argon2 memory cost over 1 GiB".into());
+            if params.m_cost() > MAX_ARGON2_M_COST_KIB || params.t_cost() > MAX_ARGON2_T_COST {
+                return Err("argon2 cost too high (at most m=1 GiB, t=64)".into());
             }
             Ok(StoredHash::Argon2(hash))
         } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| s.starts_with(p)) {
@@ -197,6 +200,7 @@ mod tests {
     fn refuses_unknown_hash_formats() {
         for bad in [
             "plain",
+            "$argon2id$v=19$m=8,t=1000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
             "$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
             "$2b$short",
             "$argon2id$junk",

@@ -127,6 +127,8 @@ pub struct SigningKey {
     pub alg: Algorithm,
     pub key: EncodingKey,
     pub public_pem: String,
+    /// The raw public key (EC: uncompressed point; Ed25519: 32 bytes); empty for RSA.
+    pub public_raw: Vec<u8>,
 }
 
 pub fn rsa_key() -> SigningKey {
@@ -135,6 +137,7 @@ pub fn rsa_key() -> SigningKey {
         alg: Algorithm::RS256,
         key: EncodingKey::from_rsa_pem(&private).unwrap(),
         public_pem: std::fs::read_to_string(fixture("test-only-rsa-public.pem")).unwrap(),
+        public_raw: Vec::new(),
     }
 }
 
@@ -155,6 +158,7 @@ pub fn generated_key(alg: Algorithm) -> SigningKey {
         alg,
         key,
         public_pem: kp.public_key_pem(),
+        public_raw: kp.public_key_raw().to_vec(),
     }
 }
 
@@ -191,4 +195,28 @@ pub fn claims(user: &str) -> serde_json::Value {
         "roles": ["reader"],
         "tenant": "acme",
     })
+}
+
+/// A JWK (public) for a generated EC or Ed25519 key.
+pub fn jwk(key: &SigningKey, kid: &str, with_alg: bool) -> serde_json::Value {
+    let b = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let raw = &key.public_raw;
+    let mut j = match key.alg {
+        Algorithm::EdDSA => serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b(raw)}),
+        Algorithm::ES256 | Algorithm::ES384 => {
+            let n = (raw.len() - 1) / 2;
+            let crv = if key.alg == Algorithm::ES256 {
+                "P-256"
+            } else {
+                "P-384"
+            };
+            serde_json::json!({"kty": "EC", "crv": crv, "x": b(&raw[1..=n]), "y": b(&raw[n + 1..])})
+        }
+        other => panic!("no JWK for {other:?}"),
+    };
+    j["kid"] = kid.into();
+    if with_alg {
+        j["alg"] = format!("{:?}", key.alg).into();
+    }
+    j
 }
