@@ -347,3 +347,16 @@ proptest::proptest! {
         );
     }
 }
+
+#[test]
+fn echoed_destination_is_short_and_has_no_control_characters() {
+    let dir = TempDir::new();
+    let p = dir.policy(ACL_POLICY);
+    let long = format!("/queue/\r\n{}", "x".repeat(1000));
+    let e = p
+        .check(&id("a", &[]), Command::Send, Some(&long))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(!msg.chars().any(char::is_control), "{msg:?}");
+    assert!(msg.len() < 200, "{}", msg.len());
+}

@@ -128,7 +128,14 @@ impl Acl {
 fn denied(command: Command, destination: Option<&str>, kind: DeniedKind) -> Denied {
     Denied {
         command,
-        destination: destination.map(|d| d.chars().take(MAX_ECHOED_DESTINATION_CHARS).collect()),
+        // Shortened, and control characters replaced: the ERROR goes back to the client and
+        // into logs, and STOMP 1.0 frames have no header escaping.
+        destination: destination.map(|d| {
+            d.chars()
+                .take(MAX_ECHOED_DESTINATION_CHARS)
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect()
+        }),
         kind,
     }
 }
