@@ -180,7 +180,8 @@ async fn watcher_picks_up_rewritten_files() {
     let shutdown = CancellationToken::new();
     let watcher = Arc::clone(&tls).spawn_watcher(shutdown.clone());
     let (addr, _seen, _server) = echo_server(Arc::clone(&tls)).await;
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(tls.reloads(), 0, "nothing changed, nothing reloaded");
 
     write_pair(dir.path(), &new);
     wait_for_reloads(&tls, 1).await;
@@ -189,6 +190,36 @@ async fn watcher_picks_up_rewritten_files() {
 
     shutdown.cancel();
     tokio::time::timeout(STEP, watcher).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn watcher_retries_when_the_key_lands_after_the_certificate() {
+    let dir = TempDir::new();
+    let ca = Ca::new("test CA");
+    let new = ca.server("new");
+    let (cert, key) = write_pair(dir.path(), &ca.server("first"));
+    let tls = ServerTls::new(&listener_config(cert, key, None)).unwrap();
+    let tls = Arc::new(tls.with_watch_interval(Duration::from_millis(50)));
+    let shutdown = CancellationToken::new();
+    let _watcher = Arc::clone(&tls).spawn_watcher(shutdown.clone());
+    let (addr, _seen, _server) = echo_server(Arc::clone(&tls)).await;
+    tokio::time::sleep(Duration::from_millis(120)).await;
+
+    write(dir.path(), "tls.crt", &new.cert_pem);
+    let deadline = tokio::time::Instant::now() + STEP;
+    while tls.reload_failures() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mismatch not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(tls.reloads(), 0);
+    write(dir.path(), "tls.key", &new.key_pem);
+    wait_for_reloads(&tls, 1).await;
+    let stream = handshake(addr, client_config(&ca.pem, None)).await.unwrap();
+    assert_eq!(presented(&stream), new.der);
+    shutdown.cancel();
 }
 
 /// Lays out `dir` the way a Kubernetes secret volume does: `tls.crt -> ..data/tls.crt`,
@@ -376,6 +407,7 @@ async fn plaintext_is_answered_with_a_400_and_tls_still_passes_the_peek() {
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     assert!(answer.contains("wss://"), "{answer}");
+    drop(plain); // lets the server's drain see EOF instead of lingering
 
     let mut stream = handshake(addr, client_config(&ca.pem, None)).await.unwrap();
     let mut hello = Vec::new();
