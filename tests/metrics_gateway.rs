@@ -356,7 +356,43 @@ async fn traffic_pattern_gives_exact_counters_and_connection_figures() {
     assert_eq!(m["stompgate_sessions_refused_total{reason=auth}"], 0.0);
     assert_eq!(m["stompgate_queued_bytes{direction=client_to_broker}"], 0.0);
     assert!(connections(admin_addr).await.is_empty());
+    promtool_check(admin_addr).await;
     stop.cancel();
+}
+
+/// `promtool check metrics` on the exposition, when promtool is installed (Debian's
+/// `prometheus` package; `scripts/check-metrics.sh` installs it and sets
+/// `STOMPGATE_REQUIRE_PROMTOOL=1`, which makes its absence a failure).
+async fn promtool_check(admin_addr: SocketAddr) {
+    let (_, text) = admin(admin_addr, "GET", "/metrics", "").await;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            let required = std::env::var("STOMPGATE_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
+            assert!(!required, "promtool required but not runnable: {e}");
+            eprintln!("promtool not installed: skipping `promtool check metrics`");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The id of the one session in the table, once it is there.
