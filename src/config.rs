@@ -102,6 +102,11 @@ pub enum ClientAuthMode {
 )]
 #[serde(deny_unknown_fields)]
 pub struct Options {
+    /// A tool to run instead of the gateway.
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub command: Option<Tool>,
+
     /// TOML configuration file; flags and env override its values.
     #[arg(long, env = "STOMPGATE_CONFIG")]
     #[serde(skip)]
@@ -307,6 +312,13 @@ pub struct Options {
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
 }
 
+/// Tools built into the binary.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Tool {
+    /// Print an argon2id hash of a password (read from stdin) for a `static` users file.
+    HashPassword(crate::policy::HashPasswordArgs),
+}
+
 macro_rules! merge_fields {
     ($hi:ident, $lo:ident; $($f:ident),* $(,)?) => {
         $( if $hi.$f.is_none() { $hi.$f = $lo.$f; } )*
@@ -340,9 +352,10 @@ impl Options {
             Some(path) => Options::from_file(path)?,
             None => Options::default(),
         };
-        let check = cli.check_config;
+        let (check, command) = (cli.check_config, cli.command.clone());
         let mut merged = cli.merge(file);
         merged.check_config = check;
+        merged.command = command;
         Ok(merged)
     }
 

@@ -15,6 +15,7 @@
 //! | [`transport`] | the [`transport::ClientLink`] halves; WebSocket ([`transport::ws`]) and SockJS ([`transport::sockjs`]) |
 //! | [`policy`] | authentication, CONNECT rewrite, destination ACLs (pure functions) |
 //! | [`relay`] | one session's state machine and its two pumps |
+//! | [`reload`] | SIGHUP and file-change reloads of the policy and certificates |
 //! | [`upstream`] | connecting to the broker |
 //! | [`server`] | listeners, accept loop, limits, graceful drain |
 //! | [`tls`] | rustls configurations and certificate reload |
@@ -29,6 +30,7 @@ pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod relay;
+pub mod reload;
 pub mod server;
 pub mod stomp;
 pub mod tls;

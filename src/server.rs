@@ -80,6 +80,9 @@ pub enum ServerError {
     /// The client TLS configuration could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The policy file or the broker TLS settings could not be loaded.
+    #[error(transparent)]
+    Relay(#[from] crate::relay::ContextError),
 }
 
 /// What a handler knows about the TCP connection a request came on.
@@ -473,7 +476,7 @@ impl Gateway {
                 config.clone(),
                 CancellationToken::new(),
                 metrics.clone(),
-            ),
+            )?,
             tracker: TaskTracker::new(),
             slots: Arc::new(Semaphore::new(
                 config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
@@ -548,6 +551,11 @@ impl Gateway {
         if let Some(tls) = &self.tls {
             tls.clone().spawn_watcher(admin_stop.clone());
         }
+        tokio::spawn(crate::reload::run(
+            self.frontend.sessions.ctx.clone(),
+            self.tls.clone(),
+            admin_stop.clone(),
+        ));
         let http_conns = TaskTracker::new();
         let fe = self.frontend.clone();
         let handler = move |req, conn| fe.clone().route(req, conn);

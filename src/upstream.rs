@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tracing::warn;
+
+use crate::config::UpstreamConfig;
+use crate::tls::{host_of, UpstreamTls};
 
 /// A connection to the broker, plain or TLS.
 pub enum BrokerStream {
@@ -43,14 +47,34 @@ impl UpstreamError {
     }
 }
 
+/// Connects to the broker as configured: the first address that answers, then TLS when
+/// `tls` is given (SNI and verification against the configured name, else that address's host).
+pub async fn connect(
+    cfg: &UpstreamConfig,
+    tls: Option<&UpstreamTls>,
+) -> Result<(BrokerStream, SocketAddr), UpstreamError> {
+    let (tcp, peer, index) = connect_tcp(&cfg.addrs, cfg.connect_timeout).await?;
+    let Some(tls) = tls else {
+        return Ok((BrokerStream::Tcp(tcp), peer));
+    };
+    if tls.is_insecure() {
+        warn!(upstream = %peer, "broker TLS certificate NOT verified (upstream_tls_insecure)");
+    }
+    let stream = tls
+        .connect(tcp, host_of(&cfg.addrs[index]))
+        .await
+        .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+    Ok((BrokerStream::Tls(Box::new(stream)), peer))
+}
+
 /// Connects to the first address that answers, each attempt bounded by `timeout`.
-/// Returns the stream and the address it reached.
+/// Returns the stream, the address it reached, and that address's index in `addrs`.
 pub async fn connect_tcp(
     addrs: &[String],
     timeout: Duration,
-) -> Result<(TcpStream, SocketAddr), UpstreamError> {
+) -> Result<(TcpStream, SocketAddr, usize), UpstreamError> {
     let mut last = String::from("no upstream address configured");
-    for addr in addrs {
+    for (index, addr) in addrs.iter().enumerate() {
         match tokio::time::timeout(timeout, TcpStream::connect(addr.as_str())).await {
             Ok(Ok(stream)) => {
                 // Small frames (ACKs, heart-beats) must not wait for Nagle.
@@ -58,7 +82,7 @@ pub async fn connect_tcp(
                 let peer = stream
                     .peer_addr()
                     .map_err(|e| UpstreamError::Unreachable(format!("{addr}: {e}")))?;
-                return Ok((stream, peer));
+                return Ok((stream, peer, index));
             }
             Ok(Err(e)) => last = format!("{addr}: {e}"),
             Err(_) => last = format!("{addr}: no answer within {timeout:?}"),
@@ -135,7 +159,7 @@ mod tests {
         let good = listener.local_addr().unwrap().to_string();
         // Port 1 on loopback refuses at once.
         let addrs = vec!["127.0.0.1:1".to_owned(), good.clone()];
-        let (_s, peer) = connect_tcp(&addrs, Duration::from_secs(2)).await.unwrap();
+        let (_s, peer, _) = connect_tcp(&addrs, Duration::from_secs(2)).await.unwrap();
         assert_eq!(peer.to_string(), good);
     }
 

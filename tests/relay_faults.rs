@@ -86,7 +86,7 @@ async fn half_written_frame_then_stall_trips_the_broker_heartbeat() {
     )
     .await;
     let (mut c, _t) = MemClient::start(Config::for_tests(&addr, "svc", "pw"));
-    c.send_raw(connect_frame("guest", "guest", "").replace("heart-beat:0,0", "heart-beat:100,100"))
+    c.send_raw(connect_frame("guest", "guest", "").replace("heart-beat:0,0", "heart-beat:0,100"))
         .await;
     assert_eq!(c.frame().await.command, Command::Connected);
     let (msg, code) = c.expect_error_close().await;

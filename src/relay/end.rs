@@ -36,8 +36,8 @@ pub enum End {
         /// The offending frame's `receipt`, echoed as `receipt-id`.
         receipt: Option<Bytes>,
     },
-    /// The broker could not be reached.
-    BrokerUnreachable(String),
+    /// The broker could not be reached (or its TLS failed).
+    BrokerUnreachable(crate::upstream::UpstreamError),
     /// The broker answered CONNECT (or a later frame) with an ERROR, already forwarded.
     BrokerError,
     /// The broker's connection ended without an ERROR.
@@ -121,8 +121,11 @@ impl End {
                 CloseCode::Policy,
             ),
             End::Refused { message, .. } => (Some(message.clone()), CloseCode::Policy),
-            End::BrokerUnreachable(_) => (
-                Some("broker unreachable; try again later".into()),
+            End::BrokerUnreachable(e) => (
+                Some(format!(
+                    "broker unreachable ({}); try again later",
+                    e.reason()
+                )),
                 CloseCode::TryAgainLater,
             ),
             End::BrokerGone(_) => (Some("broker connection lost".into()), CloseCode::Internal),
@@ -154,10 +157,10 @@ impl End {
 
     /// Tells the client (ERROR frame when due) and closes its link.
     pub async fn finish<T: ClientTx>(&self, tx: &mut T, version: Version) {
-        if let End::BrokerUnreachable(detail)
-        | End::BrokerGone(detail)
-        | End::BrokerProtocol(detail) = self
-        {
+        if let End::BrokerUnreachable(e) = self {
+            warn!(cause = %e, reason = self.reason(), "broker unreachable");
+        }
+        if let End::BrokerGone(detail) | End::BrokerProtocol(detail) = self {
             warn!(cause = %detail, reason = self.reason(), "broker side ended the session");
         }
         if matches!(self, End::ClientGone) {

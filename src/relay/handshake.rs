@@ -9,14 +9,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 use tracing::debug;
 
+use super::authorize::authorize;
 use super::{ClientSide, End, RelayContext};
 use crate::metrics::Direction;
-use crate::policy::rewrite_connect;
 use crate::stomp::{
     encode, negotiate_heartbeat, parse_heartbeat, Command, Decoder, Frame, HeartBeat, Item, Version,
 };
 use crate::transport::{ClientRx, ClientTx};
-use crate::upstream::{connect_tcp, BrokerStream};
+use crate::upstream::{self, BrokerStream, UpstreamError};
 
 /// Extra time allowed beyond a negotiated heart-beat interval before the peer counts as dead.
 const HEARTBEAT_GRACE_FACTOR: u32 = 2;
@@ -51,20 +51,32 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
         .transpose()?
         .unwrap_or_default();
     let stats = client.rec.stats().clone();
-    stats.update_facts(|f| f.user = connect.header("login").map(str::to_owned));
-    authorize(ctx, &mut connect)?;
+    let identity = authorize(ctx, &client.meta, &mut connect).await?;
+    stats.update_facts(|f| {
+        f.user = match &identity {
+            Some(id) => Some(id.user.clone()),
+            // Pass-through: the client's login is who it is; static rewrite: unknown.
+            None if ctx.config.upstream.passthrough => connect.header("login").map(str::to_owned),
+            None => None,
+        }
+    });
+    client.identity = identity;
     stats.update_facts(|f| {
         f.broker_user = connect.header("login").map(str::to_owned);
         f.vhost = connect.header("host").map(str::to_owned);
     });
     let connect_began = Instant::now();
     let mut up = open_upstream(ctx, &connect).await?;
-    client.rec.frame(Direction::ClientToBroker, &connect, up.connect_len);
+    client
+        .rec
+        .frame(Direction::ClientToBroker, &connect, up.connect_len);
     stats.update_facts(|f| f.upstream = Some(up.addr));
     let connected = read_connected(ctx, &mut up).await;
     if let Ok(f) | Err(Some(f)) = &connected {
         client.rec.upstream_connected(connect_began.elapsed());
-        client.rec.frame(Direction::BrokerToClient, f, f.raw().map_or(0, |r| r.len()));
+        client
+            .rec
+            .frame(Direction::BrokerToClient, f, f.raw().map_or(0, |r| r.len()));
     }
     let connected = match connected {
         Ok(f) => f,
@@ -151,23 +163,6 @@ async fn read_connect<R: ClientRx>(
     }
 }
 
-/// Applies the CONNECT policy: today the static rewrite (or explicit pass-through).
-fn authorize(ctx: &RelayContext, connect: &mut Frame) -> Result<(), End> {
-    for guarded in ["login", "passcode", "host", "accept-version", "heart-beat"] {
-        if connect.header_count(guarded) > 1 && ctx.config.upstream.passthrough {
-            // With pass-through the client's values reach the broker: refuse ambiguity.
-            return Err(End::Refused {
-                message: format!("repeated `{guarded}` header in CONNECT"),
-                receipt: None,
-            });
-        }
-    }
-    if !ctx.config.upstream.passthrough {
-        rewrite_connect(connect, &ctx.config.upstream.identity);
-    }
-    Ok(())
-}
-
 /// A broker connection during CONNECT/CONNECTED.
 struct Opening {
     stream: BrokerStream,
@@ -181,15 +176,14 @@ struct Opening {
 
 async fn open_upstream(ctx: &RelayContext, connect: &Frame) -> Result<Opening, End> {
     let up = &ctx.config.upstream;
-    let (tcp, addr) = connect_tcp(&up.addrs, up.connect_timeout)
+    let (mut stream, addr) = upstream::connect(up, ctx.upstream_tls.as_deref())
         .await
-        .map_err(|e| End::BrokerUnreachable(e.to_string()))?;
+        .map_err(End::BrokerUnreachable)?;
     debug!(upstream = %addr, "broker connected");
-    let mut stream = BrokerStream::Tcp(tcp);
     let bytes = frame_bytes(connect, Version::V1_0);
     tokio::time::timeout(up.connect_timeout, stream.write_all(&bytes))
         .await
-        .map_err(|_| End::BrokerUnreachable("timed out writing CONNECT".into()))?
+        .map_err(|_| End::BrokerUnreachable(UpstreamError::Timeout(up.connect_timeout)))?
         .map_err(|e| End::BrokerGone(e.to_string()))?;
     Ok(Opening {
         stream,

@@ -13,6 +13,7 @@
 //! closes ([`End`]), and the other is dropped at once, which closes the broker socket so the
 //! broker redelivers what was not acknowledged (invariant 6).
 
+mod authorize;
 mod end;
 mod handshake;
 mod pumps;
@@ -25,8 +26,10 @@ use tracing::{debug, info, info_span, Instrument};
 
 use crate::config::Config;
 use crate::metrics::{client_ip, Metrics, SessionRecorder};
+use crate::policy::{Identity, LoginLimiter, PolicyError, PolicyHandle};
 use crate::stomp::{Decoder, Version};
-use crate::transport::{ClientLink, ClientRx, ClientTx};
+use crate::tls::{TlsError, UpstreamTls};
+use crate::transport::{ClientLink, ClientMeta, ClientRx, ClientTx};
 
 pub use end::End;
 
@@ -38,26 +41,72 @@ pub struct RelayContext {
     pub shutdown: CancellationToken,
     /// Counters, the live-connection table and frame tracing (shared with the admin API).
     pub metrics: Arc<Metrics>,
+    /// The reloadable policy (`--policy`); `None` means the static rewrite of `config.upstream`.
+    pub policy: Option<PolicyHandle>,
+    /// Failed logins per client IP (only with a policy).
+    pub limiter: std::sync::Mutex<LoginLimiter>,
+    /// TLS towards the broker (`--upstream-tls`).
+    pub upstream_tls: Option<Arc<UpstreamTls>>,
+}
+
+/// Why a [`RelayContext`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// The policy file is invalid.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The broker TLS settings are invalid.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl RelayContext {
     /// A context for this configuration, with metrics of its own.
-    pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn new(
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, ContextError> {
         let metrics = Metrics::new(&config);
         RelayContext::with_metrics(config, shutdown, metrics)
     }
 
-    /// A context sharing `metrics` (with the admin API, in the gateway).
+    /// A context sharing `metrics` (with the admin API, in the gateway). Loads the policy file
+    /// and the broker TLS settings named by `config`.
     pub fn with_metrics(
         config: Arc<Config>,
         shutdown: CancellationToken,
         metrics: Arc<Metrics>,
-    ) -> Arc<Self> {
-        Arc::new(RelayContext {
+    ) -> Result<Arc<Self>, ContextError> {
+        let fallback = config
+            .upstream
+            .identity
+            .login
+            .is_some()
+            .then(|| config.upstream.identity.clone());
+        let policy = config
+            .policy
+            .as_deref()
+            .map(|p| PolicyHandle::load(p, fallback))
+            .transpose()?;
+        let limits = policy
+            .as_ref()
+            .map(|p| p.current().login_limit())
+            .unwrap_or_default();
+        let upstream_tls = config
+            .upstream
+            .tls
+            .as_ref()
+            .map(UpstreamTls::new)
+            .transpose()?
+            .map(Arc::new);
+        Ok(Arc::new(RelayContext {
             config,
             shutdown,
             metrics,
-        })
+            policy,
+            limiter: std::sync::Mutex::new(LoginLimiter::new(limits)),
+            upstream_tls,
+        }))
     }
 }
 
@@ -68,12 +117,20 @@ struct ClientSide<R> {
     decoder: Decoder,
     /// This session's metrics hooks and its row in the connection table.
     rec: Arc<SessionRecorder>,
+    /// What the transport knows about the client (for authentication).
+    meta: ClientMeta,
+    /// Who the client proved to be (with a policy); kept for the whole session.
+    identity: Option<Identity>,
 }
 
 /// Runs one client session to its end: waits for CONNECT, applies policy, connects upstream,
 /// pumps frames both ways, and closes both sides with the right ERROR and close code.
 pub async fn run_session<R: ClientRx, T: ClientTx>(ctx: Arc<RelayContext>, link: ClientLink<R, T>) {
-    let ClientLink { rx, mut tx, mut meta } = link;
+    let ClientLink {
+        rx,
+        mut tx,
+        mut meta,
+    } = link;
     // Behind a trusted proxy, the client is the first untrusted X-Forwarded-For hop.
     let ip = client_ip(meta.peer.ip(), &meta.headers, &ctx.config.trusted_proxies);
     meta.peer = std::net::SocketAddr::new(ip, meta.peer.port());
@@ -84,11 +141,13 @@ pub async fn run_session<R: ClientRx, T: ClientTx>(ctx: Arc<RelayContext>, link:
         buf: BytesMut::new(),
         decoder: Decoder::new(ctx.config.limits),
         rec,
+        meta,
+        identity: None,
     };
     async move {
         let started = std::time::Instant::now();
         let (end, version) = drive(&ctx, &mut client, &mut tx).await;
-        debug!(transport = meta.transport.as_str(), "session ending");
+        debug!(transport = client.meta.transport.as_str(), "session ending");
         client.rec.close(&end);
         end.finish(&mut tx, version).await;
         info!(

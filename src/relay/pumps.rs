@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::authorize::check_acl;
 use super::handshake::{frame_bytes, Upstream, BROKER_READ_BYTES};
 use super::{ClientSide, End, RelayContext};
 use crate::metrics::{Direction, SessionRecorder};
+use crate::policy::Identity;
 use crate::stomp::{encode, Command, Frame, Item, Version};
 use crate::transport::{ClientRx, ClientTx};
 
@@ -152,7 +154,7 @@ fn decode_client_batch<R>(
             Err(e) => return Batch::End(End::Malformed(e)),
         };
         first_decoded.get_or_insert_with(Instant::now);
-        if let Err(end) = check_client_frame(ctx, &frame) {
+        if let Err(end) = check_client_frame(ctx, client.identity.as_ref(), &frame) {
             return Batch::End(end);
         }
         let before = out.len();
@@ -165,7 +167,11 @@ fn decode_client_batch<R>(
 }
 
 /// The per-frame rules of the Connected state (invariants 1 and 3).
-fn check_client_frame(_ctx: &RelayContext, frame: &Frame) -> Result<(), End> {
+fn check_client_frame(
+    ctx: &RelayContext,
+    identity: Option<&Identity>,
+    frame: &Frame,
+) -> Result<(), End> {
     let receipt = || frame.header_bytes("receipt").cloned();
     if frame.command.is_connect() {
         return Err(End::protocol(
@@ -188,7 +194,7 @@ fn check_client_frame(_ctx: &RelayContext, frame: &Frame) -> Result<(), End> {
             receipt(),
         ));
     }
-    Ok(())
+    check_acl(ctx, identity, frame)
 }
 
 fn append_frame(frame: &Frame, version: Version, out: &mut BytesMut) {

@@ -100,7 +100,7 @@ impl MemClient {
     /// Starts `run_session` with this configuration and an in-memory link.
     pub fn start(config: Config) -> (MemClient, CancellationToken) {
         let token = CancellationToken::new();
-        let ctx = RelayContext::new(Arc::new(config), token.clone());
+        let ctx = RelayContext::new(Arc::new(config), token.clone()).expect("relay context");
         let (to_relay, rx) = mpsc::channel(64);
         let (tx, from_relay) = mpsc::channel(1024);
         let link = ClientLink {

@@ -1,0 +1,91 @@
+//! The CONNECT policy step: who the client is, which broker identity and vhost it becomes
+//! (invariant 2), and the per-frame destination ACL of the Connected state.
+
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::{End, RelayContext};
+use crate::policy::{rewrite_connect, Identity};
+use crate::stomp::Frame;
+use crate::transport::ClientMeta;
+
+/// Headers that must not repeat in a CONNECT when the client's values could reach the broker.
+const SINGLE_VALUED: [&str; 5] = ["login", "passcode", "host", "accept-version", "heart-beat"];
+
+/// Authenticates the CONNECT and rewrites it in place. Returns the client's identity when a
+/// policy is configured (`None` under the static rewrite).
+pub(super) async fn authorize(
+    ctx: &RelayContext,
+    meta: &ClientMeta,
+    connect: &mut Frame,
+) -> Result<Option<Identity>, End> {
+    let receipt = connect.header_bytes("receipt").cloned();
+    let refuse = |message: String| End::Refused {
+        message,
+        receipt: receipt.clone(),
+    };
+    if let Some(name) = SINGLE_VALUED.iter().find(|h| connect.header_count(h) > 1) {
+        // The first copy would win at the broker, but another reader might take the last:
+        // an ambiguous CONNECT is refused, never guessed at (invariant 3).
+        return Err(refuse(format!(
+            "ambiguous CONNECT: repeated `{name}` header"
+        )));
+    }
+    let Some(handle) = &ctx.policy else {
+        if !ctx.config.upstream.passthrough {
+            rewrite_connect(connect, &ctx.config.upstream.identity);
+        }
+        return Ok(None);
+    };
+    let ip = meta.peer.ip();
+    if let Err(e) = lock(ctx).check(ip, Instant::now()) {
+        warn!(peer = %ip, reason = e.reason(), "login refused");
+        return Err(refuse(e.to_string()));
+    }
+    let policy = handle.current();
+    let (frame, meta_owned, checker) = (connect.clone(), meta.clone(), policy.clone());
+    // Password hashes are slow on purpose: keep them off the async workers.
+    let verdict = tokio::task::spawn_blocking(move || checker.authenticate(&frame, &meta_owned))
+        .await
+        .map_err(|_| refuse("authentication failed: internal error".into()))?;
+    let identity = match verdict {
+        Ok(id) => id,
+        Err(e) => {
+            lock(ctx).record_failure(ip, Instant::now());
+            warn!(peer = %ip, reason = e.reason(), "authentication failed");
+            return Err(refuse(e.to_string()));
+        }
+    };
+    let upstream = policy.upstream_for(&identity, connect).map_err(|e| {
+        warn!(user = %identity.user, cause = %e, "no broker identity for this user");
+        refuse("access refused: no broker mapping for this identity".into())
+    })?;
+    rewrite_connect(connect, &upstream);
+    info!(user = %identity.user, broker_user = upstream.login.as_deref().unwrap_or(""), vhost = upstream.host.as_deref().unwrap_or(""), "authenticated");
+    Ok(Some(identity))
+}
+
+fn lock(ctx: &RelayContext) -> std::sync::MutexGuard<'_, crate::policy::LoginLimiter> {
+    // A panic while holding the lock cannot leave the limiter inconsistent: use it anyway.
+    ctx.limiter.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The destination ACL for one client frame of the Connected state, with the policy in force
+/// now and the identity the session connected with.
+pub(super) fn check_acl(
+    ctx: &RelayContext,
+    identity: Option<&Identity>,
+    frame: &Frame,
+) -> Result<(), End> {
+    let (Some(handle), Some(id)) = (&ctx.policy, identity) else {
+        return Ok(());
+    };
+    handle
+        .current()
+        .check_frame(id, frame)
+        .map_err(|denied| End::Refused {
+            message: denied.to_string(),
+            receipt: frame.header_bytes("receipt").cloned(),
+        })
+}
