@@ -1,7 +1,9 @@
 //! `wss://` end to end: a tokio-tungstenite client over TLS → the gateway's TLS listener →
 //! RabbitMQ (STOMP 61613, users from scripts/setup-rabbitmq.sh). Certificate rotation during a
 //! live STOMP session (the old session keeps flowing, the next handshake presents the new
-//! certificate) and mutual TLS accepted and refused at the gateway.
+//! certificate) and mutual TLS accepted and refused at the gateway. Then the broker link over
+//! TLS to RabbitMQ's STOMP TLS listener (61614, scripts/setup-rabbitmq-tls.sh): CONNECTED, and
+//! an untrusted CA or a name mismatch reaching the browser as an ERROR frame.
 
 mod common;
 mod tls_support;
@@ -12,12 +14,13 @@ use std::time::Duration;
 
 use common::{rabbitmq, unique, BROKER_LOGIN, BROKER_PASSCODE};
 use futures_util::{SinkExt, StreamExt};
-use stompgate::config::{ClientAuthMode, Config, ListenerTlsConfig};
+use stompgate::config::{ClientAuthMode, Config, ListenerTlsConfig, UpstreamTlsConfig};
 use stompgate::server::Gateway;
 use tls_support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -145,4 +148,102 @@ async fn mutual_tls_at_the_gateway() {
     stomp_session(&mut ws, &queue).await;
     round_trip(&mut ws, &queue, "hello from alice").await;
     stop.cancel();
+}
+
+/// The broker's STOMP TLS address and the CA from scripts/setup-rabbitmq-tls.sh.
+fn rabbitmq_tls() -> (String, std::path::PathBuf) {
+    let addr =
+        std::env::var("STOMPGATE_TEST_RABBITMQ_TLS").unwrap_or_else(|_| "127.0.0.1:61614".into());
+    let dir = std::env::var_os("STOMPGATE_BROKER_TLS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/etc/rabbitmq/stompgate-tls".into());
+    (addr, dir.join("ca.crt"))
+}
+
+/// A plain `ws://` gateway whose broker link is TLS to RabbitMQ's 61614 with `tls`.
+async fn start_with_broker_tls(tls: UpstreamTlsConfig) -> (SocketAddr, CancellationToken) {
+    let (addr, _) = rabbitmq_tls();
+    let mut config = Config::for_tests(&addr, BROKER_LOGIN, BROKER_PASSCODE);
+    config.shutdown_grace = Duration::from_millis(100);
+    config.upstream.tls = Some(tls);
+    let gw = Gateway::bind(Arc::new(config)).await.unwrap();
+    let out = (gw.client_addr(), gw.shutdown_token());
+    tokio::spawn(gw.run());
+    out
+}
+
+async fn open_ws(addr: SocketAddr) -> Ws {
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    let offered = "v10.stomp, v11.stomp, v12.stomp".parse().unwrap();
+    req.headers_mut().insert("sec-websocket-protocol", offered);
+    let connect = tokio_tungstenite::connect_async(req);
+    tokio::time::timeout(WAIT, connect)
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+}
+
+/// Sends CONNECT and returns the first frame the gateway answers with.
+async fn connect_reply(ws: &mut Ws) -> String {
+    let connect = "CONNECT\naccept-version:1.2\nhost:/\n\n\0";
+    ws.send(Message::text(connect)).await.unwrap();
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+        match msg.unwrap().unwrap() {
+            Message::Text(t) if t.as_str() != "\n" => return t.as_str().to_owned(),
+            Message::Text(_) | Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+type Ws = WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[tokio::test]
+async fn broker_link_over_tls_to_rabbitmq() {
+    let (_, ca) = rabbitmq_tls();
+    let (addr, stop) = start_with_broker_tls(UpstreamTlsConfig {
+        ca: Some(ca),
+        ..UpstreamTlsConfig::default()
+    })
+    .await;
+    let mut ws = open_ws(addr).await;
+    let reply = connect_reply(&mut ws).await;
+    assert!(reply.starts_with("CONNECTED\n"), "{reply}");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn broker_tls_refusals_end_the_session_with_an_error_frame() {
+    let dir = TempDir::new();
+    let (_, ca) = rabbitmq_tls();
+    let wrong_ca = write(dir.path(), "other-ca.crt", &Ca::new("not RabbitMQ's").pem);
+    let cases = [
+        (
+            UpstreamTlsConfig {
+                ca: Some(wrong_ca),
+                ..UpstreamTlsConfig::default()
+            },
+            "broker certificate not trusted",
+        ),
+        (
+            UpstreamTlsConfig {
+                ca: Some(ca),
+                server_name: Some("rabbitmq.prod.example".into()),
+                ..UpstreamTlsConfig::default()
+            },
+            "broker certificate name mismatch",
+        ),
+    ];
+    for (tls, reason) in cases {
+        let (addr, stop) = start_with_broker_tls(tls).await;
+        let mut ws = open_ws(addr).await;
+        let reply = connect_reply(&mut ws).await;
+        assert!(reply.starts_with("ERROR\n"), "{reason}: {reply}");
+        // The relay names the failure class (`tls`) to the browser; the precise reason
+        // (`reason`) goes to the gateway's log.
+        assert!(reply.contains("(tls)"), "{reason}: {reply}");
+        stop.cancel();
+    }
 }
