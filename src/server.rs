@@ -131,6 +131,7 @@ pub struct Listener {
     addr: SocketAddr,
     tls: Option<Arc<ServerTls>>,
     slots: Arc<Semaphore>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Listener {
@@ -151,7 +152,14 @@ impl Listener {
             addr,
             tls,
             slots: Arc::new(Semaphore::new(max_tcp)),
+            metrics: None,
         })
+    }
+
+    /// Counts TLS handshake failures (by reason) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The bound address.
@@ -183,15 +191,8 @@ impl Listener {
             let _ = tcp.set_nodelay(true);
             let id = next_conn_id();
             let span = info_span!("conn", id, %peer);
-            let served = serve_tcp(
-                tcp,
-                peer,
-                id,
-                self.tls.clone(),
-                slot,
-                handler.clone(),
-                stop.clone(),
-            );
+            let tls = self.tls.clone().map(|t| (t, self.metrics.clone()));
+            let served = serve_tcp(tcp, peer, id, tls, slot, handler.clone(), stop.clone());
             conns.spawn(served.instrument(span));
         }
     }
@@ -216,7 +217,7 @@ async fn serve_tcp<H: Handler>(
     tcp: TcpStream,
     peer: SocketAddr,
     id: u64,
-    tls: Option<Arc<ServerTls>>,
+    tls: Option<(Arc<ServerTls>, Option<Arc<crate::metrics::Metrics>>)>,
     slot: OwnedSemaphorePermit,
     handler: H,
     stop: CancellationToken,
@@ -228,12 +229,18 @@ async fn serve_tcp<H: Handler>(
         client_cert: None,
         slot: Arc::new(slot),
     };
-    let Some(tls) = tls else {
+    let Some((tls, metrics)) = tls else {
         return serve_http(TokioIo::new(tcp), info, handler, stop).await;
+    };
+    let failed = |label: &str| {
+        if let Some(m) = &metrics {
+            m.tls_handshake_failed(label);
+        }
     };
     match tls::is_tls_client_hello(&tcp).await {
         Ok(true) => {}
         Ok(false) => {
+            failed("plaintext_on_tls_port");
             let _ = tls::reject_plaintext(tcp).await;
             return;
         }
@@ -244,7 +251,10 @@ async fn serve_tcp<H: Handler>(
             info.client_cert = ServerTls::peer_identity(stream.get_ref().1);
             serve_http(TokioIo::new(stream), info, handler, stop).await
         }
-        Err(e) => debug!(cause = %e, label = e.label(), "TLS handshake failed"),
+        Err(e) => {
+            failed(e.label());
+            debug!(cause = %e, label = e.label(), "TLS handshake failed")
+        }
     }
 }
 
@@ -295,7 +305,9 @@ impl Sessions {
         }
         let slot = self.slots.clone().try_acquire_owned().ok();
         if slot.is_none() {
-            self.ctx.metrics.session_refused(crate::metrics::RefusedReason::Limit);
+            self.ctx
+                .metrics
+                .session_refused(crate::metrics::RefusedReason::Limit);
         }
         slot
     }
@@ -463,14 +475,18 @@ impl Gateway {
         } else {
             None
         };
-        let mut client = vec![Listener::bind("client", config.listen, plain_tls, max_tcp).await?];
+        // One set of metrics, shared by the listeners, the relay and the admin API.
+        let metrics = crate::metrics::Metrics::new(&config);
+        let mut client = vec![Listener::bind("client", config.listen, plain_tls, max_tcp)
+            .await?
+            .with_metrics(metrics.clone())];
         if let (Some(addr), Some(t)) = (config.tls_listen, &tls) {
-            client.push(Listener::bind("TLS client", addr, Some(t.clone()), max_tcp).await?);
+            let listener = Listener::bind("TLS client", addr, Some(t.clone()), max_tcp).await?;
+            client.push(listener.with_metrics(metrics.clone()));
         }
         let admin = Listener::bind("admin", config.admin_listen, None, ADMIN_TCP_SLOTS).await?;
         let drain = CancellationToken::new();
         // One set of metrics, shared by the relay (which records) and the admin API (which reads).
-        let metrics = crate::metrics::Metrics::new(&config);
         let sessions = Arc::new(Sessions {
             ctx: RelayContext::with_metrics(
                 config.clone(),

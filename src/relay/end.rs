@@ -122,10 +122,11 @@ impl End {
             ),
             End::Refused { message, .. } => (Some(message.clone()), CloseCode::Policy),
             End::BrokerUnreachable(e) => (
-                Some(format!(
-                    "broker unreachable ({}); try again later",
-                    e.reason()
-                )),
+                Some(match e {
+                    // Not a secret, and the one thing an operator needs to see in the browser.
+                    crate::upstream::UpstreamError::Tls(why) => format!("broker TLS failed: {why}"),
+                    _ => format!("broker unreachable ({}); try again later", e.reason()),
+                }),
                 CloseCode::TryAgainLater,
             ),
             End::BrokerGone(_) => (Some("broker connection lost".into()), CloseCode::Internal),
