@@ -33,7 +33,7 @@ function probePaths(yamlText) {
   return [...yamlText.matchAll(/httpGet:\s*\n\s*path:\s*(\S+)/g)].map((m) => m[1]);
 }
 
-describe('deploy/', { skip: DIRECT_WS && 'no gateway in direct mode' }, () => {
+describe('deploy/', { skip: DIRECT_WS ? 'no gateway in direct mode' : false }, () => {
   test('the ConfigMap TOML passes --check-config', async (t) => {
     const dir = mkdtempSync(path.join(tmpdir(), 'stompgate-deploy-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -51,6 +51,8 @@ export const STOMP_SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'];
 
 /** Time allowed for the gateway to print its `listening` lines. */
 const STARTUP_TIMEOUT_MS = 15_000;
+/** `--shutdown-grace` unless a test gives its own. */
+const DEFAULT_SHUTDOWN_GRACE = '1s';
 /** Time allowed for the gateway to exit after SIGTERM before SIGKILL. */
 const STOP_TIMEOUT_MS = 5_000;
 /** Most stderr kept per gateway, for failure messages. */
@@ -150,6 +152,8 @@ export async function startGateway(opts = {}) {
     ...identityArgs(opts),
     ...(opts.args ?? []),
   ];
+  // Sessions still open when a test ends should not hold the drain for the default 30 s.
+  if (!args.includes('--shutdown-grace')) args.push('--shutdown-grace', DEFAULT_SHUTDOWN_GRACE);
   const child = spawn(GATEWAY_BIN, args, {
     env: gatewayEnv(opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
