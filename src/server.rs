@@ -370,15 +370,35 @@ impl Frontend {
     /// Routes one client request.
     async fn route(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<HttpBody> {
         let path = req.uri().path();
+        let sockjs = self
+            .sockjs
+            .as_ref()
+            .filter(|s| under_prefix(path, s.prefix()));
+        if (path == self.config.ws_path || sockjs.is_some()) && !self.policy_allows_origin(&req) {
+            return text_response(StatusCode::FORBIDDEN, "origin not allowed\n");
+        }
         if path == self.config.ws_path {
             return self.websocket(req, conn);
         }
-        if let Some(sockjs) = &self.sockjs {
-            if under_prefix(path, sockjs.prefix()) {
-                return sockjs.handle(req, conn.peer, conn.tls).await;
-            }
+        if let Some(sockjs) = sockjs {
+            return sockjs.handle(req, conn.peer, conn.tls).await;
         }
         serve_static(path, self.config.demo).unwrap_or_else(not_found)
+    }
+
+    /// Whether the policy's `allowed_origins` (if any) admits the request's `Origin`. CORS
+    /// preflights pass: they open nothing, and the request that follows is checked.
+    fn policy_allows_origin(&self, req: &Request<Incoming>) -> bool {
+        let Some(policy) = &self.sessions.ctx.policy else {
+            return true;
+        };
+        if req.method() == http::Method::OPTIONS {
+            return true;
+        }
+        let origin = req.headers().get(http::header::ORIGIN);
+        // A non-UTF-8 Origin matches no list entry (Some("") is refused by any real list).
+        let origin = origin.map(|o| o.to_str().unwrap_or(""));
+        policy.current().check_origin(origin)
     }
 
     /// Answers a WebSocket upgrade and starts its session.

@@ -13,6 +13,10 @@ use crate::transport::ClientMeta;
 /// Headers that must not repeat in a CONNECT when the client's values could reach the broker.
 const SINGLE_VALUED: [&str; 5] = ["login", "passcode", "host", "accept-version", "heart-beat"];
 
+/// Under a policy these may not repeat in any letter case either: `host` + `HOST` is as
+/// ambiguous to a broker that reads names case-insensitively as `host` twice.
+const GUARDED: [&str; 3] = ["login", "passcode", "host"];
+
 /// Authenticates the CONNECT and rewrites it in place. Returns the client's identity when a
 /// policy is configured (`None` under the static rewrite).
 pub(super) async fn authorize(
@@ -38,12 +42,23 @@ pub(super) async fn authorize(
         }
         return Ok(None);
     };
+    if let Some(name) = GUARDED.iter().find(|g| count_any_case(connect, g) > 1) {
+        return Err(refuse(format!(
+            "ambiguous CONNECT: repeated `{name}` header"
+        )));
+    }
     let ip = meta.peer.ip();
-    if let Err(e) = lock(ctx).check(ip, Instant::now()) {
+    let policy = handle.current();
+    let limited = {
+        let mut limiter = lock(ctx);
+        // `[login_limit]` may have changed in a reload since the limiter was made.
+        limiter.set_settings(policy.login_limit());
+        limiter.check(ip, Instant::now())
+    };
+    if let Err(e) = limited {
         warn!(peer = %ip, reason = e.reason(), "login refused");
         return Err(refuse(e.to_string()));
     }
-    let policy = handle.current();
     let (frame, meta_owned, checker) = (connect.clone(), meta.clone(), policy.clone());
     // Password hashes are slow on purpose: keep them off the async workers.
     let verdict = tokio::task::spawn_blocking(move || checker.authenticate(&frame, &meta_owned))
@@ -64,6 +79,15 @@ pub(super) async fn authorize(
     rewrite_connect(connect, &upstream);
     info!(user = %identity.user, broker_user = upstream.login.as_deref().unwrap_or(""), vhost = upstream.host.as_deref().unwrap_or(""), "authenticated");
     Ok(Some(identity))
+}
+
+/// How many headers are named `name`, in any letter case.
+fn count_any_case(frame: &Frame, name: &str) -> usize {
+    frame
+        .headers()
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name.as_bytes()))
+        .count()
 }
 
 fn lock(ctx: &RelayContext) -> std::sync::MutexGuard<'_, crate::policy::LoginLimiter> {
