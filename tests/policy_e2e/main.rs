@@ -26,4 +26,4 @@ mod auth;
 // mod reload;
 // mod secrets;
 mod support;
-// mod tenants;
+mod tenants;
