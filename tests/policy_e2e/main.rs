@@ -20,7 +20,7 @@ mod common;
 mod policy_common;
 
 // mod acl;
-// mod attacks;
+mod attacks;
 mod auth;
 // mod origin;
 // mod reload;

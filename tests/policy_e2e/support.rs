@@ -167,8 +167,8 @@ pub struct Refusal {
 
 impl Refusal {
     /// The ERROR's `message` header.
-    pub fn message(&self) -> &str {
-        header(&self.frame, "message").unwrap_or("")
+    pub fn message(&self) -> String {
+        header(&self.frame, "message").unwrap_or_default()
     }
 }
 
@@ -236,11 +236,7 @@ impl Ws {
         ))
         .await;
         let f = self.frame().await;
-        assert_eq!(
-            header(&f, "receipt-id"),
-            Some(format!("sub-{id}").as_str()),
-            "{f}"
-        );
+        assert_eq!(header(&f, "receipt-id"), Some(format!("sub-{id}")), "{f}");
     }
 
     /// SEND (no receipt: the MESSAGE of a subscriber on the same socket may come first).
@@ -266,12 +262,28 @@ pub fn connect(login: &str, passcode: &str, extra: &str) -> String {
     f
 }
 
-/// The first value of header `name` in a frame's text.
-pub fn header<'a>(frame: &'a str, name: &str) -> Option<&'a str> {
+/// The first value of header `name` in a frame's text, unescaped (STOMP 1.1/1.2 escapes).
+pub fn header(frame: &str, name: &str) -> Option<String> {
     let head = frame.split("\n\n").next()?;
-    head.lines()
+    let raw = head
+        .lines()
         .skip(1)
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?;
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '\\') {
+            (_, true) => match chars.next() {
+                Some('c') => out.push(':'),
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some(other) => out.push(other),
+                None => {}
+            },
+            (c, false) => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 /// The body of a frame's text (without the NUL).
