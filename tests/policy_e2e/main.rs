@@ -19,11 +19,11 @@ mod common;
 #[path = "../policy_common/mod.rs"]
 mod policy_common;
 
-// mod acl;
+mod acl;
 mod attacks;
 mod auth;
 // mod origin;
-// mod reload;
+mod reload;
 // mod secrets;
 mod support;
 mod tenants;
