@@ -46,7 +46,9 @@ async fn gateway() -> (Gw, String, String) {
 async fn allowed_destinations_work() {
     let (gw, alice_pw, bob_pw) = gateway().await;
     let mut alice = gw.connected(&connect("alice", &alice_pw, "")).await;
-    alice.subscribe("fanout", "/exchange/FanoutDemandExchange").await;
+    alice
+        .subscribe("fanout", "/exchange/FanoutDemandExchange")
+        .await;
     let own = format!("/queue/user.alice.{}", unique("q"));
     alice.subscribe("own", &own).await;
     alice.send_to(&own, "hello alice").await;
@@ -95,7 +97,12 @@ async fn denied_frames_get_an_error_with_receipt_id_and_a_close() {
         ws.send(&frame).await;
         let r = ws.refusal().await;
         assert_refused(&r, &want);
-        assert_eq!(header(&r.frame, "receipt-id").as_deref(), receipt, "{}", r.frame);
+        assert_eq!(
+            header(&r.frame, "receipt-id").as_deref(),
+            receipt,
+            "{}",
+            r.frame
+        );
     }
     // The refused SEND never reached the broker: bob's queue is empty.
     let mut bob = gw.connected(&connect("bob", &bob_pw, "")).await;

@@ -68,12 +68,30 @@ async fn repeated_and_odd_case_credentials_are_refused_before_the_broker() {
     let base = "CONNECT\naccept-version:1.2\nheart-beat:0,0\n";
     let repeated = |name: &str| format!("ambiguous CONNECT: repeated `{name}` header");
     let cases = [
-        (format!("login:alice\nlogin:mallory\npasscode:{pw}\n"), repeated("login")),
-        (format!("login:alice\nLogin:mallory\npasscode:{pw}\n"), repeated("login")),
-        (format!("login:alice\npasscode:{pw}\nPASSCODE:x\n"), repeated("passcode")),
-        (format!("login:alice\npasscode:{pw}\nhost:/\nhost:evil\n"), repeated("host")),
-        (format!("login:alice\npasscode:{pw}\nhost:/\nHOST:evil\n"), repeated("host")),
-        (format!("LOGIN:alice\nPasscode:{pw}\n"), "authentication failed: no credentials".into()),
+        (
+            format!("login:alice\nlogin:mallory\npasscode:{pw}\n"),
+            repeated("login"),
+        ),
+        (
+            format!("login:alice\nLogin:mallory\npasscode:{pw}\n"),
+            repeated("login"),
+        ),
+        (
+            format!("login:alice\npasscode:{pw}\nPASSCODE:x\n"),
+            repeated("passcode"),
+        ),
+        (
+            format!("login:alice\npasscode:{pw}\nhost:/\nhost:evil\n"),
+            repeated("host"),
+        ),
+        (
+            format!("login:alice\npasscode:{pw}\nhost:/\nHOST:evil\n"),
+            repeated("host"),
+        ),
+        (
+            format!("LOGIN:alice\nPasscode:{pw}\n"),
+            "authentication failed: no credentials".into(),
+        ),
     ];
     for (headers, want) in cases {
         let r = gw.refused(&format!("{base}{headers}\n\0")).await;
@@ -127,7 +145,8 @@ async fn an_escaped_newline_smuggles_no_header() {
 async fn frames_before_connect_and_a_second_connect_are_refused() {
     let (gw, broker, pw) = gateway(POLICY).await;
     let mut ws = gw.ws().await;
-    ws.send("SEND\ndestination:/queue/ok\nreceipt:r1\n\nearly\0").await;
+    ws.send("SEND\ndestination:/queue/ok\nreceipt:r1\n\nearly\0")
+        .await;
     let r = ws.refusal().await;
     assert_eq!(
         r.message(),
@@ -169,18 +188,25 @@ async fn content_length_hides_no_frame() {
     ws.expect_quiet().await;
 
     // A content-length that ends early leaves a real frame behind it: the ACL sees that one.
-    ws.send("SEND\ndestination:/queue/ok\ncontent-length:1\n\na\0SEND\ndestination:/queue/evil\n\nb\0")
-        .await;
+    ws.send(
+        "SEND\ndestination:/queue/ok\ncontent-length:1\n\na\0SEND\ndestination:/queue/evil\n\nb\0",
+    )
+    .await;
     let r = ws.refusal().await;
     assert_refused(&r, "access refused: SEND to /queue/evil is not allowed");
     // A body longer than its content-length is malformed.
     let mut ws = gw.connected(&connect("alice", &pw, "")).await;
-    ws.send("SEND\ndestination:/queue/ok\ncontent-length:2\n\na\0\nSEND\0").await;
+    ws.send("SEND\ndestination:/queue/ok\ncontent-length:2\n\na\0\nSEND\0")
+        .await;
     let r = ws.refusal().await;
     assert!(r.message().starts_with("malformed frame"), "{}", r.frame);
     tokio::time::sleep(QUIET).await;
     for i in 0..broker.connections() {
         let seen = broker.seen(i, 1).await;
-        assert_eq!(seen.matches("/queue/evil").count(), usize::from(i == 0), "{seen}");
+        assert_eq!(
+            seen.matches("/queue/evil").count(),
+            usize::from(i == 0),
+            "{seen}"
+        );
     }
 }

@@ -18,6 +18,9 @@ const NOT_YET: &str = "authentication failed: token not yet valid";
 const AUDIENCE: &str = "authentication failed: token has the wrong audience";
 const ISSUER: &str = "authentication failed: token has the wrong issuer";
 
+/// Upgrade headers, query string, and the expected ERROR message.
+type Case<'a> = (&'a [(&'a str, &'a str)], String, &'a str);
+
 /// A JWT-only CONNECT: no login, the token (if any) in `passcode`.
 fn token_connect(token: &str) -> String {
     connect("", token, "")
@@ -28,7 +31,8 @@ async fn static_users_with_argon2id_and_bcrypt_hashes() {
     let (alice_pw, bob_pw) = (secret("alice-static-9Qz"), secret("bob-static-4Kw"));
     let dir = TempDir::new();
     dir.write("users.toml", users_file(&alice_pw, &bob_pw));
-    let policy = format!("[[auth]]\ntype = \"static\"\nusers_file = \"users.toml\"\n{UPSTREAM_DEFAULT}");
+    let policy =
+        format!("[[auth]]\ntype = \"static\"\nusers_file = \"users.toml\"\n{UPSTREAM_DEFAULT}");
     let gw = start(dir, &policy).await;
 
     gw.connected(&connect("alice", &alice_pw, "")).await;
@@ -122,7 +126,10 @@ async fn asymmetric_gateway(es_jwk: serde_json::Value) -> Gw {
         serde_json::from_slice(&std::fs::read(fixture("test-only-jwks.json")).unwrap()).unwrap();
     jwks["keys"].as_array_mut().unwrap().push(es_jwk);
     dir.write("jwks.json", jwks.to_string());
-    dir.write("hs256.secret", secret("hs-key-next-to-rsa-0123456789abcdef"));
+    dir.write(
+        "hs256.secret",
+        secret("hs-key-next-to-rsa-0123456789abcdef"),
+    );
     let policy = format!(
         r#"
 [[auth]]
@@ -179,17 +186,29 @@ async fn jwt_rs256_and_es256_from_header_cookie_and_query() {
         &claims("alice"),
     ));
     let none = secret(unsigned(&claims("alice")));
-    let cases: [(&[(&str, &str)], String, &str); 5] = [
-        (&[("authorization", &bearer(&expired))], String::new(), EXPIRED),
+    let cases: [Case; 5] = [
+        (
+            &[("authorization", &bearer(&expired))],
+            String::new(),
+            EXPIRED,
+        ),
         (&[("cookie", &cookie(&wrong_aud))], String::new(), AUDIENCE),
         (&[], format!("?access_token={confused}"), INVALID),
-        (&[("authorization", &bearer(&forged_es))], String::new(), INVALID),
+        (
+            &[("authorization", &bearer(&forged_es))],
+            String::new(),
+            INVALID,
+        ),
         (&[("cookie", &cookie(&none))], String::new(), INVALID),
     ];
     for (headers, query, want) in cases {
         let r = gw.refused_with(headers, &query, &no_login).await;
         assert_refused(&r, want);
-        assert!(!r.frame.contains("eyJ"), "no token in the ERROR: {}", r.frame);
+        assert!(
+            !r.frame.contains("eyJ"),
+            "no token in the ERROR: {}",
+            r.frame
+        );
     }
     assert_refused(&gw.refused(&no_login).await, NONE);
 }
@@ -211,7 +230,11 @@ async fn http_basic_on_the_upgrade() {
     gw.connected_with(&[("authorization", &basic("bob", &bob_pw))], "", &no_login)
         .await;
     let r = gw
-        .refused_with(&[("authorization", &basic("alice", &bob_pw))], "", &no_login)
+        .refused_with(
+            &[("authorization", &basic("alice", &bob_pw))],
+            "",
+            &no_login,
+        )
         .await;
     assert_refused(&r, BAD);
     // CONNECT login/passcode are not what this backend reads.
@@ -236,7 +259,10 @@ async fn passthrough_lets_the_broker_decide() {
         ws.send(&refused).await;
         let f = ws.frame().await;
         assert!(f.starts_with("ERROR\n"), "the broker refuses: {f}");
-        assert!(!f.contains("svc-a-secret") && !f.contains("wrong-passcode"), "{f}");
+        assert!(
+            !f.contains("svc-a-secret") && !f.contains("wrong-passcode"),
+            "{f}"
+        );
         ws.close_code().await;
     }
 }

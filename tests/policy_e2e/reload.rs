@@ -24,13 +24,16 @@ async fn a_broken_file_keeps_the_old_policy_and_a_good_one_takes_effect() {
     assert!(handle.reload().is_err(), "a broken policy file is rejected");
     gw.connected(&connect("alice", &old_pw, "")).await;
     gw.dir.write("policy.toml", &policy);
-    gw.dir
-        .write("users.toml", "[[user]]\nname = \"alice\"\nhash = \"plain\"\n");
+    gw.dir.write(
+        "users.toml",
+        "[[user]]\nname = \"alice\"\nhash = \"plain\"\n",
+    );
     assert!(handle.reload().is_err(), "a broken users file is rejected");
     gw.connected(&connect("alice", &old_pw, "")).await;
 
     // A valid change, found by the gateway's own poll of the files (no explicit reload).
-    gw.dir.write("users.toml", users_file(&new_pw, "unused-bob-pw"));
+    gw.dir
+        .write("users.toml", users_file(&new_pw, "unused-bob-pw"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
     loop {
         let mut ws = gw.ws().await;
@@ -38,7 +41,10 @@ async fn a_broken_file_keeps_the_old_policy_and_a_good_one_takes_effect() {
         if ws.frame().await.starts_with("CONNECTED\n") {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the new users file was never loaded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new users file was never loaded"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_refused(&gw.refused(&connect("alice", &old_pw, "")).await, BAD);

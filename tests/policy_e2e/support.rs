@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -51,10 +50,11 @@ impl Write for LogWriter {
     }
 }
 
-/// Installs the TRACE-level capture (once per test binary; `RUST_LOG` is ignored on purpose).
+/// Installs the TRACE-level capture (once per test binary; `RUST_LOG` is ignored on purpose),
+/// through the gateway's own filter ([`stompgate::logging::filter`]) as `--log trace` would.
 pub fn capture_logs() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("trace")
+        .with_env_filter(stompgate::logging::filter(Some("trace")))
         .with_ansi(false)
         .with_writer(|| LogWriter)
         .try_init();
@@ -83,11 +83,6 @@ impl Drop for Gw {
 }
 
 impl Gw {
-    /// The policy file's path.
-    pub fn policy_path(&self) -> PathBuf {
-        self.dir.path().join("policy.toml")
-    }
-
     /// Opens a WebSocket (`v12.stomp`) with these extra upgrade headers and query string.
     pub async fn ws_with(&self, headers: &[(&str, &str)], query: &str) -> Ws {
         let mut req = format!("ws://{}/ws{query}", self.addr)
@@ -112,15 +107,6 @@ impl Gw {
     pub async fn ws(&self) -> Ws {
         self.ws_with(&[], "").await
     }
-
-    /// Opens a WebSocket and sends a 1.2 CONNECT with `login`/`passcode` and `extra` header
-    /// lines; returns the socket and the first frame the gateway answered.
-    pub async fn login(&self, login: &str, passcode: &str) -> (Ws, String) {
-        let mut ws = self.ws().await;
-        ws.send(&connect(login, passcode, "")).await;
-        let first = ws.frame().await;
-        (ws, first)
-    }
 }
 
 /// Starts a gateway whose broker is `upstream` and whose policy is `policy` (written to
@@ -132,7 +118,9 @@ pub async fn start_with(dir: TempDir, policy: &str, upstream: &str) -> Gw {
     config.policy = Some(path);
     config.shutdown_grace = Duration::from_millis(100);
     config.connect_timeout = Duration::from_secs(5);
-    let gw = Gateway::bind(Arc::new(config)).await.expect("gateway binds");
+    let gw = Gateway::bind(Arc::new(config))
+        .await
+        .expect("gateway binds");
     let (addr, stop, ctx) = (gw.client_addr(), gw.shutdown_token(), gw.relay_context());
     tokio::spawn(gw.run());
     Gw {
@@ -198,7 +186,10 @@ impl Ws {
     /// Expects an ERROR frame, then the close; returns both.
     pub async fn refusal(&mut self) -> Refusal {
         let frame = self.frame().await;
-        assert!(frame.starts_with("ERROR\n"), "expected ERROR, got {frame:?}");
+        assert!(
+            frame.starts_with("ERROR\n"),
+            "expected ERROR, got {frame:?}"
+        );
         let code = self.close_code().await;
         Refusal { frame, code }
     }
@@ -302,11 +293,14 @@ pub fn assert_refused(r: &Refusal, message: &str) {
 // ---------------------------------------------------------------------------------------------
 // The fake broker.
 
+/// The bytes one broker connection received.
+type Recorded = Arc<Mutex<Vec<u8>>>;
+
 /// An in-process broker that answers every CONNECT with CONNECTED and records each
 /// connection's bytes (for asserting exactly what a broker would have seen).
 pub struct FakeBroker {
     pub addr: String,
-    conns: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    conns: Arc<Mutex<Vec<Recorded>>>,
 }
 
 /// Most connections a fake broker accepts (tests open a handful).
@@ -316,7 +310,7 @@ impl FakeBroker {
     pub async fn start() -> FakeBroker {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
-        let conns: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let conns: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let list = conns.clone();
         tokio::spawn(async move {
             for _ in 0..FAKE_BROKER_MAX_CONNS {
@@ -338,7 +332,12 @@ impl FakeBroker {
     pub async fn seen(&self, i: usize, frames: usize) -> String {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let got = self.conns.lock().unwrap().get(i).map(|c| c.lock().unwrap().clone());
+            let got = self
+                .conns
+                .lock()
+                .unwrap()
+                .get(i)
+                .map(|c| c.lock().unwrap().clone());
             if let Some(bytes) = got.filter(|b| b.iter().filter(|&&c| c == 0).count() >= frames) {
                 return String::from_utf8_lossy(&bytes).into_owned();
             }
@@ -351,7 +350,7 @@ impl FakeBroker {
     }
 }
 
-async fn serve_fake(mut s: TcpStream, seen: Arc<Mutex<Vec<u8>>>) {
+async fn serve_fake(mut s: TcpStream, seen: Recorded) {
     let mut buf = [0u8; 4096];
     let mut answered = false;
     while let Ok(Ok(n)) = tokio::time::timeout(WAIT, s.read(&mut buf)).await {
@@ -388,7 +387,10 @@ impl Gw {
         let mut ws = self.ws_with(headers, query).await;
         ws.send(connect).await;
         let f = ws.frame().await;
-        assert!(f.starts_with("CONNECTED\n"), "expected CONNECTED, got {f:?}");
+        assert!(
+            f.starts_with("CONNECTED\n"),
+            "expected CONNECTED, got {f:?}"
+        );
         ws
     }
 
@@ -398,7 +400,12 @@ impl Gw {
     }
 
     /// [`Gw::refused`] with upgrade headers and a query string.
-    pub async fn refused_with(&self, headers: &[(&str, &str)], query: &str, connect: &str) -> Refusal {
+    pub async fn refused_with(
+        &self,
+        headers: &[(&str, &str)],
+        query: &str,
+        connect: &str,
+    ) -> Refusal {
         let mut ws = self.ws_with(headers, query).await;
         ws.send(connect).await;
         ws.refusal().await

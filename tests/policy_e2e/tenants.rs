@@ -43,10 +43,18 @@ async fn two_users_land_in_two_vhosts_and_see_only_their_own_messages() {
     assert_eq!(body(&got), "from-alice-1", "{got}");
     bob.send_to(&q, "from-bob-1").await;
     let got = bob.frame().await;
-    assert_eq!(body(&got), "from-bob-1", "bob's first message is his own: {got}");
+    assert_eq!(
+        body(&got),
+        "from-bob-1",
+        "bob's first message is his own: {got}"
+    );
     alice.send_to(&q, "from-alice-2").await;
     let got = alice.frame().await;
-    assert_eq!(body(&got), "from-alice-2", "nothing of bob's reached alice: {got}");
+    assert_eq!(
+        body(&got),
+        "from-alice-2",
+        "nothing of bob's reached alice: {got}"
+    );
     alice.expect_quiet().await;
     bob.expect_quiet().await;
 
