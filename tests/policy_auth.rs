@@ -543,6 +543,14 @@ fn passthrough_accepts_anyone_as_their_own_login() {
     assert_eq!(id.roles, vec!["legacy"]);
     let r = p.authenticate(&connect(&[("login", "a"), ("login", "b")]), &meta());
     assert_eq!(r, Err(AuthError::AmbiguousCredentials));
+    // No login: the broker would apply its default user (RabbitMQ's guest) — refused.
+    for headers in [
+        &[("passcode", "x")][..],
+        &[("login", ""), ("passcode", "x")][..],
+    ] {
+        let r = p.authenticate(&connect(headers), &meta());
+        assert_eq!(r, Err(AuthError::MissingCredentials));
+    }
 }
 
 #[test]

@@ -109,3 +109,24 @@ async fn broker_silent_on_connect_times_out() {
     let (_, code) = c.expect_error_close().await;
     assert_eq!(code, CloseCode::Internal);
 }
+
+#[tokio::test]
+async fn passthrough_never_forwards_a_connect_without_login() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let o = stompgate::config::Options {
+        upstream: Some(vec![addr]),
+        passthrough_credentials: Some(true),
+        ..Default::default()
+    };
+    let cfg = Config::resolve(o).unwrap();
+    let (mut c, _t) = MemClient::start(cfg);
+    c.send_raw("CONNECT\naccept-version:1.2\nhost:/\n\n\0")
+        .await;
+    let (msg, code) = c.expect_error_close().await;
+    assert!(msg.contains("no credentials"), "{msg}");
+    assert_eq!(code, CloseCode::Policy);
+    // The broker was never contacted (it would have applied its default user).
+    let accepted = tokio::time::timeout(Duration::from_millis(200), l.accept()).await;
+    assert!(accepted.is_err(), "the gateway connected to the broker");
+}

@@ -145,7 +145,12 @@ impl Backend {
             }
             Backend::Jwt(j) => j.authenticate(connect, meta),
             Backend::Passthrough { roles } => {
-                let login = credentials::connect_login(connect)?.map_or("", |(l, _)| l);
+                // Without a login the broker would apply its default user (RabbitMQ: `guest`,
+                // which it allows over the gateway's loopback link): never pass that on.
+                let login = credentials::connect_login(connect)?
+                    .map(|(l, _)| l)
+                    .filter(|l| !l.is_empty())
+                    .ok_or(AuthError::MissingCredentials)?;
                 Ok(Identity::new(login, roles.clone(), AuthSource::Passthrough))
             }
             Backend::ClientCert { roles, allowed } => {

@@ -39,6 +39,10 @@ pub(super) async fn authorize(
     let Some(handle) = &ctx.policy else {
         if !ctx.config.upstream.passthrough {
             rewrite_connect(connect, &ctx.config.upstream.identity);
+        } else if connect.header("login").is_none_or(str::is_empty) {
+            // The broker would apply its default user (RabbitMQ: `guest`, allowed over the
+            // gateway's loopback link): pass-through forwards credentials, never their absence.
+            return Err(refuse("authentication failed: no credentials".into()));
         }
         return Ok(None);
     };
