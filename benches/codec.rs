@@ -55,6 +55,27 @@ fn decode_chunked(input: &[u8]) -> usize {
     n
 }
 
+/// The same stream with every `content-length` header line removed.
+fn strip_content_length(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(at) = find(rest, b"\ncontent-length:") {
+        out.extend_from_slice(&rest[..=at]);
+        let line = &rest[at + 1..];
+        let eol = line
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(line.len(), |i| i + 1);
+        rest = &line[eol..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 fn bench_body(c: &mut Criterion, name: &str, body_len: usize, count: usize, per_frame: bool) {
     let frames = frames(body_len, count);
     let input = encode_all(&frames).freeze();
@@ -77,6 +98,11 @@ fn bench_body(c: &mut Criterion, name: &str, body_len: usize, count: usize, per_
     });
     group.bench_function("decode_4k_chunks", |b| {
         b.iter(|| assert_eq!(decode_chunked(&input), count))
+    });
+    // Bodies without content-length end at the first NUL, so the decoder must scan them.
+    let nul_terminated = strip_content_length(&input);
+    group.bench_function("decode_4k_chunks_no_content_length", |b| {
+        b.iter(|| assert_eq!(decode_chunked(&nul_terminated), count))
     });
     group.bench_function("encode", |b| {
         let mut dst = BytesMut::with_capacity(input.len());
