@@ -1,0 +1,209 @@
+//! `stompgate-load`: `run` a bounded load scenario against a target, or serve a `fake-broker`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use stompgate_load::link::{Dialer, Target};
+use stompgate_load::run::{run, RunOptions, Scenario};
+use stompgate_load::session::Credentials;
+use stompgate_load::{broker, spawn};
+
+/// Longest run allowed, seconds (every run stops by itself).
+const MAX_RUN_SECS: f64 = 600.0;
+
+#[derive(Parser)]
+#[command(version, about = "Load generator and fake broker for STOMP gateways")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one bounded scenario and print its figures.
+    Run(Box<RunArgs>),
+    /// A minimal fast STOMP broker (CONNECT, SUBSCRIBE, SEND fan-out, RECEIPT, heart-beats).
+    FakeBroker {
+        /// Address to listen on (repeatable). Prints `listening fake-broker ADDR` each.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: Vec<SocketAddr>,
+        /// Heart-beat interval offered to clients that ask for heart-beats, ms.
+        #[arg(long, default_value_t = 10_000)]
+        heartbeat_ms: u64,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 1800)]
+        lifetime_secs: u64,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// ws://H:P/PATH, sockjs+ws://H:P/PREFIX or tcp://H:P; `{addr}` is replaced by the address
+    /// a `--spawn`ed process prints.
+    #[arg(long)]
+    url: String,
+    /// The load shape.
+    #[arg(long, value_enum, default_value = "one-to-one")]
+    scenario: Scenario,
+    /// Publisher/subscriber pairs (one-to-one, large).
+    #[arg(long, default_value_t = 4)]
+    pairs: usize,
+    /// Publishers (fan-in).
+    #[arg(long, default_value_t = 1000)]
+    publishers: usize,
+    /// Subscribers (fan-out).
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Connections (idle).
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Total publish rate, messages/s (omit: as fast as the window allows).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Messages in flight per destination before publishers wait.
+    #[arg(long, default_value_t = 1000)]
+    window: u64,
+    /// Body bytes (large: default 1048576; else 100).
+    #[arg(long)]
+    body_bytes: Option<usize>,
+    /// Seconds to publish (or to hold idle sessions).
+    #[arg(long, default_value_t = 10.0)]
+    secs: f64,
+    /// Stop after this many messages.
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Destination prefix (the process id and group number are appended).
+    #[arg(long, default_value = "/topic/stompgate-load")]
+    destination: String,
+    /// CONNECT login.
+    #[arg(long, default_value = "guest")]
+    login: String,
+    /// CONNECT passcode.
+    #[arg(long, default_value = "guest")]
+    passcode: String,
+    /// CONNECT host (vhost).
+    #[arg(long, default_value = "/")]
+    vhost: String,
+    /// Heart-beat asked for both ways, ms (0: none; idle default 10000).
+    #[arg(long)]
+    heartbeat_ms: Option<u64>,
+    /// Watch this local process (RSS, CPU).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Start this command (e.g. the gateway), watch it, and stop it at the end.
+    #[arg(long)]
+    spawn: Option<String>,
+    /// Where the spawned command's stderr goes.
+    #[arg(long, default_value = "/dev/null")]
+    spawn_log: String,
+    /// WebSocket subprotocols offered (empty: none).
+    #[arg(long, default_value = "v12.stomp,v11.stomp,v10.stomp")]
+    subprotocols: String,
+    /// Source addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3).
+    #[arg(long, value_delimiter = ',')]
+    sources: Vec<IpAddr>,
+    /// Connections opened at once.
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+    /// Allow a non-loopback target.
+    #[arg(long)]
+    allow_remote: bool,
+    /// Label for the report.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Run(args) => run_cmd(*args).await,
+        Cmd::FakeBroker {
+            listen,
+            heartbeat_ms,
+            lifetime_secs,
+        } => {
+            let lifetime = Duration::from_secs(lifetime_secs);
+            broker::run(&listen, heartbeat_ms, lifetime)
+                .await
+                .context("fake broker")
+        }
+    }
+}
+
+async fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
+    if !(a.secs > 0.0 && a.secs <= MAX_RUN_SECS) {
+        bail!("--secs must be in (0, {MAX_RUN_SECS}]");
+    }
+    let spawned = match &a.spawn {
+        Some(cmd) => Some(spawn::spawn(cmd, &a.spawn_log).await?),
+        None => None,
+    };
+    let url = match &spawned {
+        Some(s) => a.url.replace("{addr}", &s.addr),
+        None => a.url.clone(),
+    };
+    let target = Target::parse(&url, a.allow_remote)?;
+    for ip in &a.sources {
+        if !a.allow_remote && !ip.is_loopback() {
+            bail!("source address {ip} is not loopback");
+        }
+    }
+    let pid = a.pid.or(spawned.as_ref().map(|s| s.pid));
+    let opts = options(&a, target, pid);
+    let mut report = run(opts).await;
+    report.set_pid(pid);
+    if let Some(s) = spawned {
+        s.stop().await;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.human());
+    }
+    Ok(())
+}
+
+fn options(a: &RunArgs, target: Target, pid: Option<u32>) -> RunOptions {
+    let large = a.scenario == Scenario::Large;
+    let idle = a.scenario == Scenario::Idle;
+    let default_body = if large { 1 << 20 } else { 100 };
+    RunOptions {
+        scenario: a.scenario,
+        dialer: Dialer {
+            target,
+            subprotocols: a.subprotocols.clone(),
+            sources: a.sources.clone(),
+        },
+        creds: Credentials {
+            login: a.login.clone(),
+            passcode: a.passcode.clone(),
+            host: a.vhost.clone(),
+            heartbeat_ms: a.heartbeat_ms.unwrap_or(if idle { 10_000 } else { 0 }),
+        },
+        publishers: match a.scenario {
+            Scenario::FanIn => a.publishers,
+            Scenario::FanOut => 1,
+            _ => a.pairs,
+        },
+        subscribers: match a.scenario {
+            Scenario::FanOut => a.subscribers,
+            Scenario::FanIn => 1,
+            _ => a.pairs,
+        },
+        connections: a.connections,
+        rate: a.rate,
+        window: if large { a.window.min(8) } else { a.window },
+        body_bytes: a.body_bytes.unwrap_or(default_body),
+        duration: Duration::from_secs_f64(a.secs),
+        max_messages: a.messages,
+        destination: a.destination.clone(),
+        pid,
+        connect_concurrency: a.connect_concurrency,
+        label: a.label.clone(),
+    }
+}
