@@ -180,6 +180,9 @@ impl Decoder {
     }
 
     /// Decodes the next item from `buf`; `Ok(None)` when more bytes are needed.
+    ///
+    /// Each call yields at most one item, so a flood of heart-beat EOLs costs O(1) per call and
+    /// the caller's loop sees every one. After an error the stream is out of sync: close it.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Item>, DecodeError> {
         let result = self.decode_inner(buf);
         if result.is_err() {
