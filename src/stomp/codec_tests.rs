@@ -508,3 +508,21 @@ fn encode_then_decode_round_trips_in_every_version() {
         assert_eq!(out.items.last(), Some(&Item::Heartbeat));
     }
 }
+
+#[test]
+fn large_frames_arrive_one_byte_at_a_time() {
+    // With and without content-length: each byte is one decode call, and each call resumes
+    // where the previous one stopped (a rescan would make this quadratic).
+    let body = vec![b'x'; 256 * 1024];
+    let with_len = Frame::new(Command::Send).with_body(body.clone());
+    let mut bytes = BytesMut::new();
+    encode(&with_len, Version::V1_2, &mut bytes);
+    bytes.extend_from_slice(b"SEND\n\n");
+    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(b"\0");
+    let out = feed(bytes.chunks(1), Version::V1_2, Limits::default());
+    assert_eq!(out.error, None);
+    let frames = out.frames();
+    assert_eq!(frames.len(), 2);
+    assert!(frames.iter().all(|f| f.body == body));
+}
