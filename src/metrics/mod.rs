@@ -7,13 +7,14 @@
 //! | [`trace`] | run-time frame tracing for one connection or user, secrets redacted |
 //! | [`peer`] | the client address behind trusted proxies ([`client_ip`]) |
 //!
-//! The relay holds one [`SessionRecorder`] per session and calls it on every frame: a handful of
-//! relaxed atomic adds and one histogram observation, no lock, no label hashing. One atomic
-//! load decides whether the frame is traced.
+//! The relay holds one [`SessionRecorder`] per session; each pump counts its frames into a
+//! [`FrameTally`] (plain adds, no atomics, no lock, no label hashing) and publishes it once per
+//! batch. One relaxed atomic load per frame decides whether the frame is traced.
 
 pub mod families;
 pub mod peer;
 pub mod table;
+pub mod tally;
 pub mod trace;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
@@ -30,6 +31,7 @@ use crate::transport::ClientMeta;
 pub use families::{command_index, Direction, Families, RefusedReason};
 pub use peer::client_ip;
 pub use table::{ConnectionTable, SessionStats, SessionView};
+pub use tally::FrameTally;
 pub use trace::{FrameTracer, TraceRequest, TraceStatus};
 
 /// Everything the gateway measures, shared by the relay and the admin API.
@@ -222,6 +224,21 @@ impl SessionRecorder {
         }
         if self.metrics.tracer.is_active() {
             self.metrics.tracer.trace(&self.stats, dir, frame);
+        }
+    }
+
+    /// A per-batch tally for one direction of this session (see [`FrameTally`]).
+    pub fn tally(self: &Arc<Self>, dir: Direction) -> FrameTally {
+        FrameTally::new(self.clone(), dir)
+    }
+
+    /// Adds `frames` frames of `command` totalling `bytes` to the per-session figures (and the
+    /// per-connection series, when enabled).
+    fn count(&self, dir: Direction, command: crate::stomp::Command, frames: u64, bytes: u64) {
+        self.stats.record_frames(dir, command, frames, bytes);
+        if let Some(p) = &self.per_conn {
+            p.frames[dir as usize].inc_by(frames);
+            p.bytes[dir as usize].inc_by(bytes);
         }
     }
 

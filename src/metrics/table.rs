@@ -103,14 +103,20 @@ impl SessionStats {
 
     /// Counts one relayed frame of `len` wire bytes.
     pub fn record_frame(&self, dir: Direction, command: Command, len: u64) {
+        self.record_frames(dir, command, 1, len);
+    }
+
+    /// Counts `n` relayed frames of one command totalling `bytes` wire bytes.
+    pub fn record_frames(&self, dir: Direction, command: Command, n: u64, bytes: u64) {
         let d = dir as usize;
-        self.frames[d].fetch_add(1, Relaxed);
-        self.bytes[d].fetch_add(len, Relaxed);
-        self.by_command[d][command_index(command)].fetch_add(1, Relaxed);
+        self.frames[d].fetch_add(n, Relaxed);
+        self.bytes[d].fetch_add(bytes, Relaxed);
+        self.by_command[d][command_index(command)].fetch_add(n, Relaxed);
         if dir == Direction::ClientToBroker {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
             match command {
-                Command::Subscribe => _ = self.subscriptions.fetch_add(1, Relaxed),
-                Command::Unsubscribe => _ = self.subscriptions.fetch_sub(1, Relaxed),
+                Command::Subscribe => _ = self.subscriptions.fetch_add(n, Relaxed),
+                Command::Unsubscribe => _ = self.subscriptions.fetch_sub(n, Relaxed),
                 _ => {}
             }
         }

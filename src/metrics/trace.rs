@@ -5,7 +5,7 @@
 //! headers; secret headers are redacted and the body is cut to `max_body` bytes. When no trace
 //! is active the per-frame cost is one relaxed atomic load ([`FrameTracer::is_active`]).
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -85,6 +85,9 @@ pub struct TraceStatus {
 #[derive(Debug, Default)]
 pub struct FrameTracer {
     active: AtomicBool,
+    /// The traced session id when the trace follows one connection (0 otherwise), so other
+    /// sessions skip the lock while a trace runs.
+    connection: AtomicU64,
     filter: RwLock<Option<TraceFilter>>,
 }
 
@@ -112,7 +115,12 @@ impl FrameTracer {
             max_body,
             until: Instant::now() + Duration::from_secs(secs),
         };
+        let connection = match filter.target {
+            TraceTarget::Connection(id) => id,
+            TraceTarget::User(_) => 0,
+        };
         *self.filter.write().unwrap_or_else(|p| p.into_inner()) = Some(filter);
+        self.connection.store(connection, Relaxed);
         self.active.store(true, Relaxed);
         Ok(self.status())
     }
@@ -120,6 +128,7 @@ impl FrameTracer {
     /// Stops any trace; returns whether one was running.
     pub fn stop(&self) -> bool {
         self.active.store(false, Relaxed);
+        self.connection.store(0, Relaxed);
         self.filter
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -163,6 +172,10 @@ impl FrameTracer {
     /// [`FrameTracer::is_active`] said yes.
     #[cold]
     pub fn trace(&self, session: &SessionStats, dir: Direction, frame: &Frame) {
+        let connection = self.connection.load(Relaxed);
+        if connection != 0 && connection != session.id {
+            return;
+        }
         let Some(f) = self.current() else { return };
         let follows = match &f.target {
             TraceTarget::Connection(id) => *id == session.id,

@@ -5,8 +5,8 @@
 //! a pump that cannot write does not read, so a slow browser slows its broker socket and a slow
 //! broker slows its browser (invariant 4).
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::authorize::check_acl;
 use super::handshake::{frame_bytes, Upstream, BROKER_READ_BYTES};
 use super::{ClientSide, End, RelayContext};
-use crate::metrics::{Direction, SessionRecorder};
+use crate::metrics::{Direction, FrameTally, SessionRecorder};
 use crate::policy::Identity;
 use crate::stomp::{encode, Command, Frame, Item, Version};
 use crate::transport::{ClientRx, ClientTx};
@@ -79,9 +79,9 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
 ) -> End {
     let mut out = BytesMut::new();
     let dir = Direction::ClientToBroker;
+    let mut tally = client.rec.tally(dir);
     loop {
-        let mut first_decoded = None;
-        let step = decode_client_batch(ctx, client, version, &mut out, &mut first_decoded);
+        let step = decode_client_batch(ctx, client, version, &mut out, &mut tally);
         if !out.is_empty() {
             client.rec.set_queued(dir, out.len() + client.buf.len());
             if let Err(e) = broker.write_all(&out).await {
@@ -90,9 +90,7 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
             out.clear();
         }
         client.rec.set_queued(dir, client.buf.len());
-        if let Some(t) = first_decoded {
-            client.rec.batch_forwarded(dir, t);
-        }
+        tally.flush();
         match step {
             Batch::More => {}
             Batch::End(end) => return end,
@@ -132,34 +130,31 @@ enum Batch {
 }
 
 /// Decodes every whole frame in the client's buffer into `out`, refusing what may not pass.
-/// `first_decoded` gets the moment the batch's first item was decoded (for the latency metric).
+/// Each forwarded item is counted in `tally` (published once the batch is written).
 fn decode_client_batch<R>(
     ctx: &RelayContext,
     client: &mut ClientSide<R>,
     version: Version,
     out: &mut BytesMut,
-    first_decoded: &mut Option<Instant>,
+    tally: &mut FrameTally,
 ) -> Batch {
-    let dir = Direction::ClientToBroker;
     loop {
         let frame = match client.decoder.decode(&mut client.buf) {
             Ok(None) => return Batch::More,
             Ok(Some(Item::Heartbeat)) => {
-                first_decoded.get_or_insert_with(Instant::now);
-                client.rec.heartbeat(dir);
+                tally.heartbeat();
                 out.extend_from_slice(&HEARTBEAT);
                 continue;
             }
             Ok(Some(Item::Frame(f))) => f,
             Err(e) => return Batch::End(End::Malformed(e)),
         };
-        first_decoded.get_or_insert_with(Instant::now);
         if let Err(end) = check_client_frame(ctx, client.identity.as_ref(), &frame) {
             return Batch::End(end);
         }
         let before = out.len();
         append_frame(&frame, version, out);
-        client.rec.frame(dir, &frame, out.len() - before);
+        tally.frame(&frame, out.len() - before);
         if frame.command == Command::Disconnect {
             return Batch::Disconnect(frame.header_bytes("receipt").cloned());
         }
@@ -212,17 +207,16 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
     tx: &mut T,
     idle: Option<Duration>,
     disconnect_receipt: &OnceLock<Bytes>,
-    rec: &SessionRecorder,
+    rec: &Arc<SessionRecorder>,
 ) -> End {
     let dir = Direction::BrokerToClient;
+    let mut tally = rec.tally(dir);
     loop {
-        let mut first_decoded = None;
         loop {
             let frame = match decoder.decode(buf) {
                 Ok(None) => break,
                 Ok(Some(Item::Heartbeat)) => {
-                    first_decoded.get_or_insert_with(Instant::now);
-                    rec.heartbeat(dir);
+                    tally.heartbeat();
                     if let Err(e) = tx.send(HEARTBEAT.clone()).await {
                         return End::from_link(e);
                     }
@@ -231,9 +225,8 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
                 Ok(Some(Item::Frame(f))) => f,
                 Err(e) => return End::BrokerProtocol(e.to_string()),
             };
-            first_decoded.get_or_insert_with(Instant::now);
             let bytes = frame_bytes(&frame, Version::V1_0);
-            rec.frame(dir, &frame, bytes.len());
+            tally.frame(&frame, bytes.len());
             if let Err(e) = tx.send(bytes).await {
                 return End::from_link(e);
             }
@@ -246,9 +239,7 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
             return End::from_link(e);
         }
         rec.set_queued(dir, buf.len());
-        if let Some(t) = first_decoded {
-            rec.batch_forwarded(dir, t);
-        }
+        tally.flush();
         if buf.capacity() - buf.len() < 512 {
             buf.reserve(BROKER_READ_BYTES);
         }
