@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's whole test run (what CI runs through .ci/run):
-#   set-up of RabbitMQ, ActiveMQ, Node deps and Chromium; cargo fmt/clippy/build/test;
-#   the Node tests under tests/js; the WebSocket conformance run (scripts/autobahn.sh, if present).
+#   set-up of RabbitMQ (plus its STOMP TLS listener), ActiveMQ, Node deps and Chromium;
+#   cargo fmt/clippy/build/test; the promtool check of /metrics; the Node tests under tests/js;
+#   the WebSocket conformance run (scripts/autobahn.sh). Optional steps run when their script
+#   exists.
 # Fails fast at the first failing section and prints a summary.
 #
 # Usage: scripts/test.sh [--no-setup]
@@ -12,6 +14,7 @@ cd "$REPO_ROOT"
 
 export STOMPGATE_TEST_RABBITMQ=${STOMPGATE_TEST_RABBITMQ:-127.0.0.1:61613}
 export STOMPGATE_TEST_ACTIVEMQ=${STOMPGATE_TEST_ACTIVEMQ:-127.0.0.1:61623}
+export STOMPGATE_TEST_RABBITMQ_TLS=${STOMPGATE_TEST_RABBITMQ_TLS:-127.0.0.1:61614}
 export STOMPGATE_BIN=${STOMPGATE_BIN:-$REPO_ROOT/target/debug/stompgate}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -48,8 +51,20 @@ run_section() {
   SUMMARY+=("ok    $name ($((SECONDS - t0))s)")
 }
 
+# run_optional NAME TIMEOUT_SECS SCRIPT [ARGS...]: run_section when SCRIPT exists (other work
+# streams add these), a "skip" line otherwise.
+run_optional() {
+  local name=$1 limit=$2 script=$3
+  if [[ -x $script ]]; then
+    run_section "$name" "$limit" "${@:3}"
+  else
+    SUMMARY+=("skip  $name ($script not present)")
+  fi
+}
+
 run_setup() {
   run_section "setup: RabbitMQ" "$SETUP_TIMEOUT_SECS" scripts/setup-rabbitmq.sh
+  run_optional "setup: RabbitMQ STOMP TLS listener" "$SETUP_TIMEOUT_SECS" scripts/setup-rabbitmq-tls.sh
   run_section "setup: ActiveMQ" "$SETUP_TIMEOUT_SECS" scripts/setup-activemq.sh
   run_section "setup: Node dependencies" "$SETUP_TIMEOUT_SECS" scripts/setup-node.sh
   run_section "setup: Chromium" "$SETUP_TIMEOUT_SECS" scripts/setup-chromium.sh
@@ -60,6 +75,7 @@ run_rust() {
   run_section "cargo clippy" "$CARGO_TIMEOUT_SECS" cargo clippy --all-targets -- -D warnings
   run_section "cargo build (bins, examples)" "$CARGO_TIMEOUT_SECS" cargo build --bins --examples
   run_section "cargo test" "$CARGO_TIMEOUT_SECS" cargo test
+  run_optional "metrics exposition (promtool)" "$CARGO_TIMEOUT_SECS" scripts/check-metrics.sh
 }
 
 run_node() {
@@ -77,11 +93,7 @@ run_node() {
 }
 
 run_conformance() {
-  if [[ -x scripts/autobahn.sh ]]; then
-    run_section "WebSocket conformance (scripts/autobahn.sh)" "$AUTOBAHN_TIMEOUT_SECS" scripts/autobahn.sh
-  else
-    SUMMARY+=("skip  WebSocket conformance (scripts/autobahn.sh not present)")
-  fi
+  run_optional "WebSocket conformance (Autobahn)" "$AUTOBAHN_TIMEOUT_SECS" scripts/autobahn.sh
 }
 
 main() {
