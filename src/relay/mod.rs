@@ -149,6 +149,9 @@ pub async fn run_session<R: ClientRx, T: ClientTx>(ctx: Arc<RelayContext>, link:
         let (end, version) = drive(&ctx, &mut client, &mut tx).await;
         debug!(transport = client.meta.transport.as_str(), "session ending");
         client.rec.close(&end);
+        // Hand the receiving half back to the transport first: while closing, it reads the
+        // client's Close reply itself (a held-but-unpolled half would stall the close).
+        drop(client.rx);
         end.finish(&mut tx, version).await;
         info!(
             reason = end.reason(),
