@@ -136,7 +136,7 @@ done
 section "single runs: other scenarios"
 load "b stompgate->rabbit" fanout200 "ws://$GW_RABBIT/ws" "$GW_RABBIT_PID" --scenario fan-out --subscribers 200 --rate 50 --secs "$SECS"
 load "a webstomp" fanout200 ws://127.0.0.1:15674/ws - --scenario fan-out --subscribers 200 --rate 50 --secs "$SECS"
-load "d stompgate->fake" fanout1000 "ws://$GW_FAKE/ws" "$GW_FAKE_PID" --scenario fan-out --subscribers 1000 --rate 100 --secs "$SECS"
+load "d stompgate->fake" fanout1000 "ws://$GW_FAKE/ws" "$GW_FAKE_PID" --scenario fan-out --subscribers 1000 --rate 30 --secs "$SECS"
 load "b stompgate->rabbit" fanin200 "ws://$GW_RABBIT/ws" "$GW_RABBIT_PID" --scenario fan-in --publishers 200 --secs "$SECS"
 load "d stompgate->fake" fanin1000 "ws://$GW_FAKE/ws" "$GW_FAKE_PID" --scenario fan-in --publishers 1000 --secs "$SECS"
 load "a webstomp" large1MiB ws://127.0.0.1:15674/ws - --scenario large --pairs 2 --secs "$SECS"
