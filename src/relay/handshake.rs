@@ -22,8 +22,9 @@ use crate::upstream::{self, BrokerStream, UpstreamError};
 const HEARTBEAT_GRACE_FACTOR: u32 = 2;
 /// Flat slack added to every heart-beat deadline (network jitter, timer granularity).
 const HEARTBEAT_SLACK: Duration = Duration::from_secs(1);
-/// Initial broker read buffer.
-pub(super) const BROKER_READ_BYTES: usize = 4 * 1024;
+/// Initial (and smallest) broker read: small, so idle sessions stay cheap; the pump grows it
+/// while reads keep filling it.
+pub(super) const BROKER_READ_BYTES: usize = 1024;
 
 /// A broker connection past CONNECTED.
 pub(super) struct Upstream {

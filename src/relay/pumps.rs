@@ -211,6 +211,7 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
 ) -> End {
     let dir = Direction::BrokerToClient;
     let mut tally = rec.tally(dir);
+    let mut read_size = ReadSize(BROKER_READ_BYTES);
     loop {
         loop {
             let frame = match decoder.decode(buf) {
@@ -240,9 +241,7 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
         }
         rec.set_queued(dir, buf.len());
         tally.flush();
-        if buf.capacity() - buf.len() < 512 {
-            buf.reserve(BROKER_READ_BYTES);
-        }
+        let spare = read_size.prepare(buf);
         let read = match idle {
             Some(limit) => match tokio::time::timeout(limit, broker.read_buf(buf)).await {
                 Ok(r) => r,
@@ -252,8 +251,41 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
         };
         match read {
             Ok(0) => return End::BrokerGone("broker closed the connection".into()),
-            Ok(_) => rec.set_queued(dir, buf.len()),
+            Ok(n) => {
+                read_size.observe(n, spare);
+                rec.set_queued(dir, buf.len());
+            }
             Err(e) => return End::BrokerGone(e.to_string()),
+        }
+    }
+}
+
+/// Largest read the broker side grows to when reads keep filling the buffer.
+const MAX_BROKER_READ_BYTES: usize = 64 * 1024;
+
+/// Adaptive size of broker reads: doubles while reads fill the room given, halves when they use
+/// under a quarter of it. A busy session reads in large chunks; an idle one (heart-beats only)
+/// shrinks back to [`BROKER_READ_BYTES`] and gives its larger buffer back.
+struct ReadSize(usize);
+
+impl ReadSize {
+    /// Makes room for the next read; returns the room.
+    fn prepare(&self, buf: &mut BytesMut) -> usize {
+        if buf.is_empty() && buf.capacity() > 2 * self.0 {
+            *buf = BytesMut::new();
+        }
+        if buf.capacity() - buf.len() < self.0 / 2 {
+            buf.reserve(self.0);
+        }
+        buf.capacity() - buf.len()
+    }
+
+    /// Adapts to a read of `n` bytes into `room`.
+    fn observe(&mut self, n: usize, room: usize) {
+        if n >= room {
+            self.0 = (self.0 * 2).min(MAX_BROKER_READ_BYTES);
+        } else if n < self.0 / 4 {
+            self.0 = (self.0 / 2).max(BROKER_READ_BYTES);
         }
     }
 }
@@ -268,5 +300,32 @@ fn ends_session(frame: &Frame, disconnect_receipt: &OnceLock<Bytes>) -> Option<E
             (frame.header_bytes("receipt-id") == Some(wanted)).then_some(End::Disconnected)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_size_grows_when_reads_fill_and_gives_memory_back_when_idle() {
+        let mut size = ReadSize(BROKER_READ_BYTES);
+        let mut buf = BytesMut::new();
+        for _ in 0..10 {
+            let room = size.prepare(&mut buf);
+            size.observe(room, room);
+        }
+        assert_eq!(size.0, MAX_BROKER_READ_BYTES);
+        let mut big = BytesMut::with_capacity(MAX_BROKER_READ_BYTES);
+        for _ in 0..10 {
+            let room = size.prepare(&mut big);
+            size.observe(1, room);
+        }
+        assert_eq!(size.0, BROKER_READ_BYTES);
+        assert!(
+            big.capacity() <= 2 * BROKER_READ_BYTES,
+            "{}",
+            big.capacity()
+        );
     }
 }

@@ -38,9 +38,11 @@ pub type WsStream = WebSocketStream<TokioIo<Upgraded>>;
 /// The STOMP subprotocols we speak, best first.
 pub const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 
-/// Per-connection read buffer. tungstenite's default (128 KiB) is far too much for mostly idle
-/// sessions; large messages still arrive, just in more reads.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Per-connection read buffer (also tungstenite's largest single read). Its default (128 KiB)
+/// is far too much for mostly idle sessions; 2 KiB measured 27.4 -> ~19 KiB per idle session
+/// together with the smaller broker buffer (docs/PERFORMANCE.md); large messages still arrive,
+/// in more reads.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Outbound bytes gathered before tungstenite writes to the socket (flush writes the rest).
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// Room for WebSocket-level overhead above the largest STOMP frame we accept.
