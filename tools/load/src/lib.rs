@@ -1,8 +1,8 @@
 //! # stompgate-load
 //!
-//! A load generator for STOMP over WebSocket, SockJS (its `websocket` transport) and plain TCP,
-//! plus a minimal fast fake broker, for measuring stompgate against RabbitMQ's own Web-STOMP,
-//! direct TCP STOMP, and a raw byte pump. Every run is bounded (a duration or a message count)
+//! A load generator for STOMP over WebSocket (plain or TLS), SockJS (its `websocket` transport)
+//! and plain TCP, plus a minimal fast fake broker, for measuring stompgate against RabbitMQ's own
+//! Web-STOMP, direct TCP STOMP, and a raw byte pump. Every run is bounded (a duration or a message count)
 //! and only loopback targets are allowed unless `--allow-remote` is given.
 //!
 //! | module | owns |
@@ -12,6 +12,8 @@
 //! | [`session`] | CONNECT/CONNECTED, SUBSCRIBE with a receipt |
 //! | [`roles`] | publisher, subscriber and idle-session tasks; latency stamps |
 //! | [`run`] | scenarios and the bounded run |
+//! | [`handshake`] | the `handshake` scenario: connection set-up rate and latency |
+//! | [`tls`] | the `wss://` client: CA, SNI, the plain-or-TLS stream |
 //! | [`report`] | the figures, for people and as JSON |
 //! | [`procstat`] | RSS and CPU of a local process from `/proc` |
 //! | [`broker`] | the fake broker |
@@ -19,6 +21,7 @@
 
 pub mod broker;
 pub mod frame;
+pub mod handshake;
 pub mod link;
 pub mod procstat;
 pub mod report;
@@ -26,3 +29,4 @@ pub mod roles;
 pub mod run;
 pub mod session;
 pub mod spawn;
+pub mod tls;

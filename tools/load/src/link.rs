@@ -1,6 +1,8 @@
-//! Client transports: WebSocket, SockJS over its WebSocket transport, and plain TCP. Each gives
-//! a [`Tx`] that sends one STOMP frame at a time and an [`Rx`] that yields the bytes received in
-//! whatever chunks they came (the frame parser reassembles them).
+//! Client transports: WebSocket (plain or TLS), SockJS over its WebSocket transport, and plain
+//! TCP. Each gives a [`Tx`] that sends one STOMP frame at a time and an [`Rx`] that yields the
+//! bytes received in whatever chunks they came (the frame parser reassembles them). The steps
+//! of opening a WebSocket ([`Dialer::transport`], [`Dialer::upgrade`]) are public so the
+//! `handshake` scenario can stop after any of them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -16,6 +18,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
+
+use crate::tls::{Stream, TlsClient};
 
 /// Time allowed for the TCP connect and the WebSocket handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -41,6 +45,24 @@ pub enum Target {
         /// Host and port to connect to.
         addr: SocketAddr,
     },
+    /// `wss://host:port/path`: WebSocket over TLS (needs [`Dialer::tls`]).
+    Wss {
+        /// The full URL.
+        url: String,
+        /// Host and port to connect to.
+        addr: SocketAddr,
+        /// The URL's host (the default TLS server name).
+        host: String,
+    },
+    /// `sockjs+wss://host:port/prefix`: SockJS's `websocket` transport over TLS.
+    SockjsWss {
+        /// `wss://host:port/prefix` (session path added per connection).
+        base: String,
+        /// Host and port to connect to.
+        addr: SocketAddr,
+        /// The URL's host (the default TLS server name).
+        host: String,
+    },
     /// `tcp://host:port`: plain STOMP over TCP.
     Tcp {
         /// Host and port.
@@ -52,7 +74,7 @@ pub enum Target {
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     /// The URL is not one of the supported forms.
-    #[error("bad target `{0}`: use ws://H:P/PATH, sockjs+ws://H:P/PREFIX or tcp://H:P")]
+    #[error("bad target `{0}`: use ws[s]://H:P/PATH, sockjs+ws[s]://H:P/PREFIX or tcp://H:P")]
     BadTarget(String),
     /// The target is not a loopback address and `--allow-remote` was not given.
     #[error("refusing non-loopback target {0} (pass --allow-remote to allow it)")]
@@ -66,6 +88,9 @@ pub enum LinkError {
     /// A WebSocket error.
     #[error("websocket: {0}")]
     Ws(#[from] tokio_tungstenite::tungstenite::Error),
+    /// A `wss://` target without a TLS client, or a TCP target asked for a WebSocket step.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The SockJS server sent something unexpected.
     #[error("sockjs: {0}")]
     Sockjs(String),
@@ -90,10 +115,49 @@ impl Target {
                 base: format!("ws://{}", rest.trim_end_matches('/')),
                 addr,
             }),
+            "wss" => Ok(Target::Wss {
+                url: url.to_owned(),
+                addr,
+                host: url_host(hostport),
+            }),
+            "sockjs+wss" => Ok(Target::SockjsWss {
+                base: format!("wss://{}", rest.trim_end_matches('/')),
+                addr,
+                host: url_host(hostport),
+            }),
             "tcp" => Ok(Target::Tcp { addr }),
             _ => Err(bad()),
         }
     }
+
+    /// The URL's host when the target runs over TLS (`None`: plain).
+    pub fn tls_host(&self) -> Option<&str> {
+        match self {
+            Target::Wss { host, .. } | Target::SockjsWss { host, .. } => Some(host),
+            _ => None,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Target::Ws { addr, .. }
+            | Target::SockjsWs { addr, .. }
+            | Target::Wss { addr, .. }
+            | Target::SockjsWss { addr, .. }
+            | Target::Tcp { addr } => *addr,
+        }
+    }
+}
+
+/// The host part of `host:port` (IPv6 brackets kept off).
+fn url_host(hostport: &str) -> String {
+    let host = match hostport.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => hostport,
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
 }
 
 fn resolve(hostport: &str) -> Option<SocketAddr> {
@@ -111,14 +175,19 @@ pub struct Dialer {
     pub subprotocols: String,
     /// Source addresses to spread connections over (empty: the kernel's choice).
     pub sources: Vec<IpAddr>,
+    /// The TLS client for `wss://` targets.
+    pub tls: Option<TlsClient>,
 }
+
+/// A WebSocket over plain TCP or TLS.
+pub type Ws = WebSocketStream<Stream>;
 
 /// The sending half of a link.
 pub enum Tx {
     /// WebSocket or SockJS-over-WebSocket.
     Ws {
         /// The sink.
-        sink: SplitSink<WebSocketStream<TcpStream>, Message>,
+        sink: SplitSink<Ws, Message>,
         /// Wrap frames in SockJS's JSON array.
         sockjs: bool,
     },
@@ -131,7 +200,7 @@ pub enum Rx {
     /// WebSocket or SockJS-over-WebSocket.
     Ws {
         /// The stream.
-        stream: SplitStream<WebSocketStream<TcpStream>>,
+        stream: SplitStream<Ws>,
         /// Unwrap SockJS frames.
         sockjs: bool,
     },
@@ -148,29 +217,51 @@ impl Dialer {
     }
 
     async fn open_inner(&self, n: usize) -> Result<(Tx, Rx), LinkError> {
-        let source = (!self.sources.is_empty()).then(|| self.sources[n % self.sources.len()]);
-        match &self.target {
-            Target::Tcp { addr } => {
-                let tcp = tcp_connect(*addr, source).await?;
-                let (rd, wr) = tcp.into_split();
-                Ok((Tx::Tcp(wr), Rx::Tcp(rd, BytesMut::new())))
-            }
-            Target::Ws { url, addr } => self.ws_open(url, *addr, source, false).await,
-            Target::SockjsWs { base, addr } => {
-                let url = format!("{base}/000/{}/websocket", session_id(n));
-                self.ws_open(&url, *addr, source, true).await
-            }
+        if let Target::Tcp { addr } = &self.target {
+            let tcp = tcp_connect(*addr, self.source(n)).await?;
+            let (rd, wr) = tcp.into_split();
+            return Ok((Tx::Tcp(wr), Rx::Tcp(rd, BytesMut::new())));
         }
+        let stream = self.transport(n).await?;
+        let ws = self.upgrade(stream, n).await?;
+        Self::split_ws(ws, self.is_sockjs()).await
     }
 
-    async fn ws_open(
-        &self,
-        url: &str,
-        addr: SocketAddr,
-        source: Option<IpAddr>,
-        sockjs: bool,
-    ) -> Result<(Tx, Rx), LinkError> {
-        let tcp = tcp_connect(addr, source).await?;
+    fn source(&self, n: usize) -> Option<IpAddr> {
+        (!self.sources.is_empty()).then(|| self.sources[n % self.sources.len()])
+    }
+
+    /// Whether links carry SockJS framing.
+    pub fn is_sockjs(&self) -> bool {
+        matches!(
+            self.target,
+            Target::SockjsWs { .. } | Target::SockjsWss { .. }
+        )
+    }
+
+    /// Step 1 of link `n`: the TCP connect and, for `wss://`, the TLS handshake (unbounded:
+    /// callers add their own timeout).
+    pub async fn transport(&self, n: usize) -> Result<Stream, LinkError> {
+        let tcp = tcp_connect(self.target.addr(), self.source(n)).await?;
+        if self.target.tls_host().is_none() {
+            return Ok(Stream::Plain(tcp));
+        }
+        let tls = self.tls.as_ref().ok_or(LinkError::Unsupported(
+            "a wss:// target needs a TLS client (--ca)",
+        ))?;
+        Ok(Stream::Tls(Box::new(tls.connect(tcp).await?)))
+    }
+
+    /// Step 2 of link `n`: the WebSocket upgrade on a [`Dialer::transport`] stream.
+    pub async fn upgrade(&self, stream: Stream, n: usize) -> Result<Ws, LinkError> {
+        let sockjs = self.is_sockjs();
+        let url = match &self.target {
+            Target::Ws { url, .. } | Target::Wss { url, .. } => url.clone(),
+            Target::SockjsWs { base, .. } | Target::SockjsWss { base, .. } => {
+                format!("{base}/000/{}/websocket", session_id(n))
+            }
+            Target::Tcp { .. } => return Err(LinkError::Unsupported("tcp:// has no WebSocket")),
+        };
         let mut req = url.into_client_request()?;
         if !self.subprotocols.is_empty() && !sockjs {
             let value = HeaderValue::from_str(&self.subprotocols)
@@ -182,7 +273,17 @@ impl Dialer {
             .write_buffer_size(0)
             .max_message_size(Some(64 << 20))
             .max_frame_size(Some(64 << 20));
-        let (ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(config)).await?;
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(req, stream, Some(config)).await?;
+        Ok(ws)
+    }
+
+    /// Step 3: the link halves of an upgraded WebSocket (SockJS: after its `o` frame).
+    pub async fn link(&self, ws: Ws) -> Result<(Tx, Rx), LinkError> {
+        Self::split_ws(ws, self.is_sockjs()).await
+    }
+
+    async fn split_ws(ws: Ws, sockjs: bool) -> Result<(Tx, Rx), LinkError> {
         let (sink, mut stream) = ws.split();
         if sockjs {
             expect_sockjs_open(&mut stream).await?;
@@ -210,9 +311,7 @@ fn session_id(n: usize) -> String {
     format!("l{}x{n}", std::process::id())
 }
 
-async fn expect_sockjs_open(
-    stream: &mut SplitStream<WebSocketStream<TcpStream>>,
-) -> Result<(), LinkError> {
+async fn expect_sockjs_open(stream: &mut SplitStream<Ws>) -> Result<(), LinkError> {
     match stream.next().await {
         Some(Ok(Message::Text(t))) if t.as_str() == "o" => Ok(()),
         Some(Ok(other)) => Err(LinkError::Sockjs(format!("expected `o`, got {other:?}"))),
@@ -323,6 +422,23 @@ mod tests {
         assert!(matches!(
             Target::parse("sockjs+ws://127.0.0.1:1/sockjs", false),
             Ok(Target::SockjsWs { .. })
+        ));
+        assert!(matches!(
+            Target::parse("wss://localhost:8443/ws", false),
+            Ok(Target::Wss { host, .. }) if host == "localhost"
+        ));
+        let sjs = Target::parse("sockjs+wss://[::1]:8443/sockjs/", false).unwrap();
+        assert_eq!(sjs.tls_host(), Some("::1"));
+        assert!(matches!(sjs, Target::SockjsWss { base, .. } if base == "wss://[::1]:8443/sockjs"));
+        assert_eq!(
+            Target::parse("ws://127.0.0.1:1/ws", false)
+                .unwrap()
+                .tls_host(),
+            None
+        );
+        assert!(matches!(
+            Target::parse("wss://10.1.2.3:443/ws", false),
+            Err(LinkError::NotLoopback(_))
         ));
         assert!(matches!(
             Target::parse("tcp://10.1.2.3:61613", false),

@@ -1,13 +1,16 @@
 //! `stompgate-load`: `run` a bounded load scenario against a target, or serve a `fake-broker`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use stompgate_load::handshake::{HandshakeOptions, Stage, MAX_HANDSHAKES};
 use stompgate_load::link::{Dialer, Target};
 use stompgate_load::run::{run, RunOptions, Scenario};
 use stompgate_load::session::Credentials;
+use stompgate_load::tls::{TlsClient, TlsSettings, TlsVersion};
 use stompgate_load::{broker, spawn};
 
 /// Longest run allowed, seconds (every run stops by itself).
@@ -40,8 +43,8 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// ws://H:P/PATH, sockjs+ws://H:P/PREFIX or tcp://H:P; `{addr}` is replaced by the address
-    /// a `--spawn`ed process prints.
+    /// ws[s]://H:P/PATH, sockjs+ws[s]://H:P/PREFIX or tcp://H:P; `{addr}` is replaced by the
+    /// address a `--spawn`ed process prints (its `listening client-tls` line for wss).
     #[arg(long)]
     url: String,
     /// The load shape.
@@ -59,6 +62,29 @@ struct RunArgs {
     /// Connections (idle).
     #[arg(long, default_value_t = 1000)]
     connections: usize,
+    /// Connections to open (handshake; at most 100000).
+    #[arg(long, default_value_t = 1000)]
+    handshakes: usize,
+    /// How far each handshake goes: tls (TCP + TLS), ws (+ WebSocket upgrade), stomp
+    /// (+ CONNECT/CONNECTED).
+    #[arg(long, value_enum, default_value = "tls")]
+    stage: Stage,
+    /// Close each connection right after its handshake (else hold all open to the end and
+    /// report memory per connection).
+    #[arg(long)]
+    close_each: bool,
+    /// CA bundle (PEM) to trust for wss:// targets.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// TLS server name (SNI and verification; default: the URL's host).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// TLS versions offered.
+    #[arg(long, value_enum, default_value = "any")]
+    tls_version: TlsVersion,
+    /// Allow TLS session resumption (off: every handshake is a full one).
+    #[arg(long)]
+    tls_resume: bool,
     /// Total publish rate, messages/s (omit: as fast as the window allows).
     #[arg(long)]
     rate: Option<f64>,
@@ -68,7 +94,7 @@ struct RunArgs {
     /// Body bytes (large: default 1048576; else 100).
     #[arg(long)]
     body_bytes: Option<usize>,
-    /// Seconds to publish (or to hold idle sessions).
+    /// Seconds to publish (or to hold idle sessions; handshake: the time limit).
     #[arg(long, default_value_t = 10.0)]
     secs: f64,
     /// Stop after this many messages.
@@ -140,7 +166,10 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
         bail!("--secs must be in (0, {MAX_RUN_SECS}]");
     }
     let spawned = match &a.spawn {
-        Some(cmd) => Some(spawn::spawn(cmd, &a.spawn_log).await?),
+        Some(cmd) => {
+            let tls = a.url.starts_with("wss://") || a.url.starts_with("sockjs+wss://");
+            Some(spawn::spawn(cmd, &a.spawn_log, tls).await?)
+        }
         None => None,
     };
     let url = match &spawned {
@@ -153,8 +182,9 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
             bail!("source address {ip} is not loopback");
         }
     }
+    let tls = tls_client(&a, &target)?;
     let pid = a.pid.or(spawned.as_ref().map(|s| s.pid));
-    let opts = options(&a, target, pid);
+    let opts = options(&a, target, tls, pid);
     let mut report = run(opts).await;
     report.set_pid(pid);
     if let Some(s) = spawned {
@@ -168,7 +198,24 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn options(a: &RunArgs, target: Target, pid: Option<u32>) -> RunOptions {
+/// The TLS client for a wss:// target (`None` for plain targets).
+fn tls_client(a: &RunArgs, target: &Target) -> anyhow::Result<Option<TlsClient>> {
+    if a.scenario == Scenario::Handshake && !(1..=MAX_HANDSHAKES).contains(&a.handshakes) {
+        bail!("--handshakes must be in 1..={MAX_HANDSHAKES}");
+    }
+    let Some(host) = target.tls_host() else {
+        return Ok(None);
+    };
+    let settings = TlsSettings {
+        ca: a.ca.clone(),
+        server_name: a.server_name.clone(),
+        version: a.tls_version,
+        resume: a.tls_resume,
+    };
+    Ok(Some(TlsClient::new(&settings, host)?))
+}
+
+fn options(a: &RunArgs, target: Target, tls: Option<TlsClient>, pid: Option<u32>) -> RunOptions {
     let large = a.scenario == Scenario::Large;
     let idle = a.scenario == Scenario::Idle;
     let default_body = if large { 1 << 20 } else { 100 };
@@ -178,6 +225,7 @@ fn options(a: &RunArgs, target: Target, pid: Option<u32>) -> RunOptions {
             target,
             subprotocols: a.subprotocols.clone(),
             sources: a.sources.clone(),
+            tls,
         },
         creds: Credentials {
             login: a.login.clone(),
@@ -205,5 +253,10 @@ fn options(a: &RunArgs, target: Target, pid: Option<u32>) -> RunOptions {
         pid,
         connect_concurrency: a.connect_concurrency,
         label: a.label.clone(),
+        handshake: HandshakeOptions {
+            count: a.handshakes,
+            stage: a.stage,
+            close_each: a.close_each,
+        },
     }
 }

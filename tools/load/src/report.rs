@@ -5,12 +5,13 @@ use std::sync::atomic::Ordering;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::handshake::Figures;
 use crate::procstat::Sample;
 use crate::roles::Shared;
 use crate::run::{RunOptions, Scenario};
 
 /// Latency percentiles, microseconds.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, PartialEq)]
 pub struct Latency {
     /// Median.
     pub p50_us: u64,
@@ -76,6 +77,8 @@ pub struct Report {
     pub heartbeats: u64,
     /// The watched process.
     pub process: Option<Process>,
+    /// The handshake scenario's figures.
+    pub handshakes: Option<Figures>,
 }
 
 impl Report {
@@ -102,6 +105,7 @@ impl Report {
                 .unwrap_or_default(),
             heartbeats: 0,
             process: None,
+            handshakes: None,
         }
     }
 
@@ -198,7 +202,9 @@ impl Report {
             self.body_bytes,
             self.rate.map_or("max".to_owned(), |r| format!("{r}/s"))
         );
-        if self.scenario != Scenario::Idle {
+        if let Some(h) = &self.handshakes {
+            s += &h.human();
+        } else if self.scenario != Scenario::Idle {
             s += &format!(
                 "  sent={} delivered={} lost={} in {:.2}s publishing: {:.0} msg/s, {:.1} MB/s\n  latency us: p50={} p99={} p99.9={} max={}\n",
                 self.sent, self.delivered, self.lost, self.publish_secs, self.delivered_per_sec,

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::handshake::{self, HandshakeOptions};
 use crate::link::Dialer;
 use crate::procstat::{self, Sample};
 use crate::report::Report;
@@ -35,6 +36,8 @@ pub enum Scenario {
     Idle,
     /// Pairs with large bodies (default 1 MiB).
     Large,
+    /// N connection set-ups (TLS, + WebSocket, + STOMP CONNECT); reports handshakes/s.
+    Handshake,
 }
 
 /// Everything a run needs.
@@ -70,12 +73,18 @@ pub struct RunOptions {
     pub connect_concurrency: usize,
     /// Label for the report (e.g. `stompgate->rabbitmq`).
     pub label: String,
+    /// The handshake scenario's settings.
+    pub handshake: HandshakeOptions,
 }
 
 /// Runs the scenario to its end and reports.
 pub async fn run(opts: RunOptions) -> Report {
     match opts.scenario {
         Scenario::Idle => run_idle(opts).await,
+        Scenario::Handshake => {
+            let hs = opts.handshake;
+            handshake::run(opts, hs).await
+        }
         _ => run_traffic(opts).await,
     }
 }
@@ -91,7 +100,7 @@ fn plan(opts: &RunOptions) -> Vec<(Arc<Group>, usize, usize)> {
             let s = opts.subscribers.max(1);
             vec![(Group::new(format!("{tag}.0"), s as u64), 1, s)]
         }
-        Scenario::FanIn | Scenario::Idle => {
+        Scenario::FanIn | Scenario::Idle | Scenario::Handshake => {
             vec![(Group::new(format!("{tag}.0"), 1), opts.publishers.max(1), 1)]
         }
     }

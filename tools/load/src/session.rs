@@ -116,11 +116,26 @@ pub async fn connect(
     max_body: usize,
 ) -> Result<(Writer, Reader), SessionError> {
     let (tx, rx) = dialer.open(n).await?;
-    let mut w = Writer { tx };
-    let mut r = Reader {
+    connect_link(tx, rx, creds, max_body).await
+}
+
+/// The session halves of an open link, before any CONNECT.
+pub fn unconnected(tx: Tx, rx: Rx, max_body: usize) -> (Writer, Reader) {
+    let r = Reader {
         rx,
         parser: Parser::new(max_body),
     };
+    (Writer { tx }, r)
+}
+
+/// Sends CONNECT on an open link and waits for CONNECTED.
+pub async fn connect_link(
+    tx: Tx,
+    rx: Rx,
+    creds: &Credentials,
+    max_body: usize,
+) -> Result<(Writer, Reader), SessionError> {
+    let (mut w, mut r) = unconnected(tx, rx, max_body);
     let hb = format!("{0},{0}", creds.heartbeat_ms);
     let connect = encode(
         "CONNECT",

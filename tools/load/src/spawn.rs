@@ -1,5 +1,6 @@
 //! Starting a local gateway (or pump) for a run: a shell command whose stdout prints
-//! `listening client ADDR`; the process is killed when the [`Spawned`] is dropped.
+//! `listening client ADDR` (or `listening client-tls ADDR` for a `wss://` run); the process is
+//! killed when the [`Spawned`] is dropped.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,7 +16,7 @@ pub struct Spawned {
     child: Child,
     /// Its pid.
     pub pid: u32,
-    /// The address from its `listening client ADDR` line.
+    /// The address from its `listening client ADDR` (or `client-tls`) line.
     pub addr: String,
 }
 
@@ -26,12 +27,15 @@ pub enum SpawnError {
     #[error("cannot start `{0}`: {1}")]
     Start(String, std::io::Error),
     /// No listening line in time, or the process ended first.
-    #[error("`{0}` printed no `listening client ADDR` line within {LISTEN_TIMEOUT:?}")]
-    NoAddress(String),
+    #[error("`{0}` printed no `listening {1} ADDR` line within {LISTEN_TIMEOUT:?}")]
+    NoAddress(String, &'static str),
 }
 
-/// Runs `command` with `sh -c 'exec ...'` (so the pid is the command's own), stderr to `log`.
-pub async fn spawn(command: &str, log: &str) -> Result<Spawned, SpawnError> {
+/// Runs `command` with `sh -c 'exec ...'` (so the pid is the command's own), stderr to `log`,
+/// and waits for its `listening client ADDR` line (`listening client-tls ADDR` when `tls`).
+pub async fn spawn(command: &str, log: &str, tls: bool) -> Result<Spawned, SpawnError> {
+    let kind = if tls { "client-tls" } else { "client" };
+    let prefix = format!("listening {kind} ");
     let err_to = std::fs::File::create(log)
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null());
@@ -43,13 +47,13 @@ pub async fn spawn(command: &str, log: &str) -> Result<Spawned, SpawnError> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| SpawnError::Start(command.to_owned(), e))?;
-    let no_addr = || SpawnError::NoAddress(command.to_owned());
+    let no_addr = || SpawnError::NoAddress(command.to_owned(), kind);
     let pid = child.id().ok_or_else(no_addr)?;
     let stdout = child.stdout.take().ok_or_else(no_addr)?;
     let mut lines = BufReader::new(stdout).lines();
     let find = async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(addr) = line.strip_prefix("listening client ") {
+            if let Some(addr) = line.strip_prefix(&prefix) {
                 return Some(addr.trim().to_owned());
             }
         }
