@@ -48,13 +48,16 @@ function bodyOf(spec = {}) {
   return { text: spec.text ?? '' };
 }
 
-/** A received frame as plain JSON; `hash` replaces the body by `{ length, hash }`. */
-function frameView(frame, { hash = false } = {}) {
+/**
+ * A received frame as plain JSON: `body` (text); `hex: true` adds the body's bytes as `hex`
+ * (@stomp/stompjs 7 keeps them as `binaryBody`); `hash: true` replaces the body by
+ * `{ length, hash }`.
+ */
+function frameView(frame, { hash = false, hex = false } = {}) {
   if (!frame || typeof frame !== 'object') return { command: null, headers: {}, body: String(frame) };
-  const view = { command: frame.command, headers: { ...frame.headers } };
-  if (frame.isBinaryBody && frame.binaryBody) view.hex = toHex(frame.binaryBody);
-  else view.body = frame.body ?? '';
-  if (hash && view.body !== undefined) {
+  const view = { command: frame.command, headers: { ...frame.headers }, body: frame.body ?? '' };
+  if (hex && frame.binaryBody) view.hex = toHex(frame.binaryBody);
+  if (hash) {
     view.length = view.body.length;
     view.hash = fingerprint(view.body);
     delete view.body;
@@ -145,7 +148,7 @@ class Session {
     );
     if (first.kind === 'connected') return { ok: true, connected: first.frame };
     // Let the close that follows an ERROR arrive, so callers see both callbacks.
-    await this.until(() => this.log.some((e) => e.kind === 'close'), 2_000, 'close').catch(() => {});
+    await this.until(() => this.log.some((e) => e.kind === 'close'), 5_000, 'close').catch(() => {});
     return { ok: false, error: first, events: this.log.slice() };
   }
 
@@ -309,8 +312,12 @@ class Session {
     if (this.lib === 'v7') await this.client.deactivate({ force: true });
     else {
       this.client.ws.onclose = null;
-      this.client.ws.close();
+      this.client._cleanUp(); // stops 2.3.3's heart-beat intervals (disconnect() would too)
     }
+    // A peer that never closes (e.g. Web-STOMP after a refusal) must not keep the socket alive:
+    // `ws` in Node has terminate(); browsers' WebSocket and SockJS have close().
+    if (this.socket?.terminate) this.socket.terminate();
+    else this.socket?.close?.();
   }
 
   sleep(ms) {
