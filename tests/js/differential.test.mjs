@@ -57,7 +57,7 @@ const skip = (DIRECT_WS && 'the differential run starts its own gateway') || (!u
 /** A scenario result without timing, for comparison. */
 const comparable = (r) => ({ status: r.status, obs: r.obs });
 
-describe('differential: RabbitMQ Web-STOMP vs stompgate → RabbitMQ', { skip }, () => {
+describe('differential: RabbitMQ Web-STOMP vs stompgate → RabbitMQ', { skip, concurrency: 2 }, () => {
   const env = {};
   const rows = [];
 
@@ -97,8 +97,7 @@ describe('differential: RabbitMQ Web-STOMP vs stompgate → RabbitMQ', { skip },
           await withTimeout(sessions.closeAll(), 10_000, 'clean-up').catch(() => {});
         }
       };
-      const webstomp = await run('webstomp');
-      const gateway = await run('gateway');
+      const [webstomp, gateway] = await Promise.all([run('webstomp'), run('gateway')]);
       const unexplained = [];
       for (const s of SCENARIOS) {
         const w = webstomp[s.id];

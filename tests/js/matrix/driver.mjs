@@ -12,7 +12,7 @@ const DEFAULT_WAIT_MS = 10_000;
 export const SESSION_METHODS = [
   'connect', 'subscribe', 'unsubscribe', 'send', 'ack', 'nack', 'begin', 'commit', 'abort',
   'waitMessages', 'messages', 'waitReceipt', 'waitEvent', 'events', 'heartbeats', 'disconnect',
-  'close', 'sleep',
+  'close', 'sleep', 'transport',
 ];
 
 /** Printable ASCII of `size` bytes with a position-dependent pattern. */
@@ -318,6 +318,11 @@ class Session {
     // `ws` in Node has terminate(); browsers' WebSocket and SockJS have close().
     if (this.socket?.terminate) this.socket.terminate();
     else this.socket?.close?.();
+  }
+
+  /** The SockJS transport in use (`websocket`, `xhr-streaming`, …), or null for a WebSocket. */
+  transport() {
+    return this.socket?.transport ?? null;
   }
 
   sleep(ms) {
