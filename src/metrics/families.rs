@@ -142,6 +142,8 @@ pub struct Families {
     pub queued_bytes: [IntGauge; 2],
     /// `stompgate_tls_handshake_failures_total{reason}`.
     pub tls_failures: IntCounterVec,
+    /// `stompgate_auth_failures_total{reason}` (reasons: `policy::AuthError::reason()`).
+    pub auth_failures: IntCounterVec,
     /// `stompgate_config_reloads_total{result}`.
     pub config_reloads: IntCounterVec,
     /// `stompgate_connection_frames_total{connection,direction}` (opt-in).
@@ -303,6 +305,16 @@ impl Families {
                     opts(
                         "stompgate_tls_handshake_failures_total",
                         "Client TLS handshakes that failed, by reason.",
+                    ),
+                    &["reason"],
+                )?,
+            )?,
+            auth_failures: reg(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "stompgate_auth_failures_total",
+                        "Client authentications refused by the policy, by reason.",
                     ),
                     &["reason"],
                 )?,

@@ -112,6 +112,14 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a refused authentication (`reason`: `policy::AuthError::reason()`, a fixed set).
+    pub fn auth_failed(&self, reason: &str) {
+        self.families
+            .auth_failures
+            .with_label_values(&[reason])
+            .inc();
+    }
+
     /// Counts a configuration (policy, certificate) reload.
     pub fn config_reload(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };

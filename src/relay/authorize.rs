@@ -61,6 +61,7 @@ pub(super) async fn authorize(
     };
     if let Err(e) = limited {
         warn!(peer = %ip, reason = e.reason(), "login refused");
+        ctx.metrics.auth_failed(e.reason());
         return Err(refuse(e.to_string()));
     }
     let (frame, meta_owned, checker) = (connect.clone(), meta.clone(), policy.clone());
@@ -73,6 +74,7 @@ pub(super) async fn authorize(
         Err(e) => {
             lock(ctx).record_failure(ip, Instant::now());
             warn!(peer = %ip, reason = e.reason(), "authentication failed");
+            ctx.metrics.auth_failed(e.reason());
             return Err(refuse(e.to_string()));
         }
     };

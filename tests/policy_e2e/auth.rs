@@ -48,6 +48,17 @@ async fn static_users_with_argon2id_and_bcrypt_hashes() {
         assert_refused(&r, want);
         assert!(!r.frame.contains(&alice_pw) && !r.frame.contains(&bob_pw));
     }
+    // Each refusal is counted by its reason.
+    let metrics = gw.ctx.metrics.render();
+    for line in [
+        "stompgate_auth_failures_total{reason=\"bad_credentials\"} 4",
+        "stompgate_auth_failures_total{reason=\"missing_credentials\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
+    }
 }
 
 /// The HS256 policy: tokens in the CONNECT `passcode`, as RabbitMQ's OAuth plugin expects.
