@@ -260,3 +260,76 @@ fn options(a: &RunArgs, target: Target, tls: Option<TlsClient>, pid: Option<u32>
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let argv = ["stompgate-load", "run"].iter().chain(args);
+        match Cli::try_parse_from(argv).expect("valid arguments").cmd {
+            Cmd::Run(a) => *a,
+            Cmd::FakeBroker { .. } => panic!("parsed as fake-broker"),
+        }
+    }
+
+    #[test]
+    fn handshake_arguments_reach_the_options() {
+        let a = run_args(&[
+            "--url",
+            "wss://localhost:8443/ws",
+            "--scenario",
+            "handshake",
+            "--handshakes",
+            "2000",
+            "--stage",
+            "stomp",
+            "--close-each",
+            "--connect-concurrency",
+            "50",
+            "--tls-version",
+            "1.3",
+        ]);
+        assert_eq!(a.tls_version, TlsVersion::V13);
+        assert!(!a.tls_resume);
+        let target = Target::parse(&a.url, false).unwrap();
+        let opts = options(&a, target, None, None);
+        assert_eq!(opts.scenario, Scenario::Handshake);
+        assert_eq!(opts.handshake.count, 2000);
+        assert_eq!(opts.handshake.stage, Stage::Stomp);
+        assert!(opts.handshake.close_each);
+        assert_eq!(opts.connect_concurrency, 50);
+    }
+
+    #[test]
+    fn defaults_are_a_held_tls_stage() {
+        let a = run_args(&["--url", "ws://127.0.0.1:1/ws", "--scenario", "handshake"]);
+        assert_eq!(
+            (a.stage, a.close_each, a.handshakes),
+            (Stage::Tls, false, 1000)
+        );
+        assert_eq!(a.tls_version, TlsVersion::Any);
+    }
+
+    #[test]
+    fn tls_client_only_for_wss_and_needs_a_ca() {
+        let plain = run_args(&["--url", "ws://127.0.0.1:1/ws", "--ca", "/nonexistent"]);
+        let target = Target::parse(&plain.url, false).unwrap();
+        assert!(tls_client(&plain, &target).unwrap().is_none());
+        let no_ca = run_args(&["--url", "wss://localhost:1/ws"]);
+        let target = Target::parse(&no_ca.url, false).unwrap();
+        let err = tls_client(&no_ca, &target).unwrap_err().to_string();
+        assert!(err.contains("--ca"), "{err}");
+        let zero = run_args(&[
+            "--url",
+            "ws://127.0.0.1:1/ws",
+            "--scenario",
+            "handshake",
+            "--handshakes",
+            "0",
+        ]);
+        let target = Target::parse(&zero.url, false).unwrap();
+        assert!(tls_client(&zero, &target).is_err());
+        assert!(Cli::try_parse_from(["x", "run", "--url", "u", "--tls-version", "1.1"]).is_err());
+    }
+}
