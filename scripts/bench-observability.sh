@@ -60,8 +60,9 @@ patch(f"{root}/src/metrics/mod.rs", [
      "        if std::hint::black_box(true) { let _ = (dir, bytes); return; }\n"),
 ])
 PY
-(cd "$TREE_ON" && timeout "$BUILD_TIMEOUT_SECS" env CARGO_TARGET_DIR=/tmp/stompgate-obs-on-target \
-  cargo build --release -q -p stompgate --bin stompgate -p stompgate-load)
+(cd "$TREE_ON" && export CARGO_TARGET_DIR=/tmp/stompgate-obs-on-target &&
+  timeout "$BUILD_TIMEOUT_SECS" cargo build --release -q -p stompgate --bin stompgate &&
+  timeout "$BUILD_TIMEOUT_SECS" cargo build --release -q -p stompgate-load)
 (cd "$TREE" && timeout "$BUILD_TIMEOUT_SECS" env CARGO_TARGET_DIR=/tmp/stompgate-obs-off-target \
   cargo build --release -q -p stompgate --bin stompgate)
 ON=/tmp/stompgate-obs-on-target/release/stompgate
