@@ -134,6 +134,7 @@ pub async fn run_session<R: ClientRx, T: ClientTx>(ctx: Arc<RelayContext>, link:
     // Behind a trusted proxy, the client is the first untrusted X-Forwarded-For hop.
     let ip = client_ip(meta.peer.ip(), &meta.headers, &ctx.config.trusted_proxies);
     meta.peer = std::net::SocketAddr::new(ip, meta.peer.port());
+    meta.headers = compact_headers(&meta.headers);
     let rec = ctx.metrics.open_session(&meta);
     let span = info_span!("stomp", session = rec.id(), peer = %meta.peer);
     let mut client = ClientSide {
@@ -163,6 +164,19 @@ pub async fn run_session<R: ClientRx, T: ClientTx>(ctx: Arc<RelayContext>, link:
     .await
 }
 
+/// The request headers with values of their own. hyper's values are slices of its 8 KiB read
+/// buffer, which a session holding them would keep alive for its whole life.
+fn compact_headers(headers: &http::HeaderMap) -> http::HeaderMap {
+    let mut out = http::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let Ok(mut copy) = http::HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            out.append(name.clone(), copy);
+        }
+    }
+    out
+}
+
 /// AwaitConnect → Connecting → Connected; returns why the session ended and the version in force.
 async fn drive<R: ClientRx, T: ClientTx>(
     ctx: &RelayContext,
@@ -176,8 +190,12 @@ async fn drive<R: ClientRx, T: ClientTx>(
         biased;
         _ = shutdown.cancelled() => return (End::Shutdown, Version::V1_0),
         _ = stats.kicked() => return (kicked(), Version::V1_0),
-        r = handshake::establish(ctx, client, tx) => r,
+        // Boxed: the handshake's state is large and needed once; the pumps' is what an idle
+        // session keeps.
+        r = Box::pin(handshake::establish(ctx, client, tx)) => r,
     };
+    // Only authentication reads the request headers.
+    client.meta.headers = http::HeaderMap::new();
     let upstream = match connected {
         Ok(up) => up,
         Err(end) => return (end, Version::V1_0),

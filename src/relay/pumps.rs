@@ -104,6 +104,11 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
                 return End::Disconnected;
             }
         }
+        release_if_large(&mut out);
+        if client.buf.is_empty() {
+            // The next chunk becomes the buffer (see below); an idle session holds none.
+            client.buf = BytesMut::new();
+        }
         let chunk = match idle {
             Some(limit) => match tokio::time::timeout(limit, client.rx.recv()).await {
                 Ok(r) => r,
@@ -112,10 +117,22 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
             None => client.rx.recv().await,
         };
         match chunk {
+            // Without a copy when the link hands over a buffer of its own.
+            Ok(Some(chunk)) if client.buf.is_empty() => client.buf = BytesMut::from(chunk),
             Ok(Some(chunk)) => client.buf.extend_from_slice(&chunk),
             Ok(None) => return End::ClientGone,
             Err(e) => return End::from_link(e),
         }
+    }
+}
+
+/// Largest broker write buffer kept between batches; a larger one (after a burst or a large
+/// frame) is given back so an idle session does not keep it.
+const KEPT_OUT_BYTES: usize = 16 * 1024;
+
+fn release_if_large(out: &mut BytesMut) {
+    if out.capacity() > KEPT_OUT_BYTES {
+        *out = BytesMut::new();
     }
 }
 
