@@ -27,6 +27,31 @@ const TRANSPORT_SHORT = {
 const CLIENT_SHORT = { v7: 'v7', legacy: '2.3.3' };
 const BROKER_NAME = { rabbitmq: 'RabbitMQ', activemq: 'ActiveMQ' };
 
+/** Findings behind the scenarios' broker and client special cases (kept with the generator). */
+const NOTES = [
+  '## Notes for page authors',
+  '',
+  '- **ActiveMQ heart-beats**: ActiveMQ 5.17 writes its first heart-beat late (2 s after',
+  '  CONNECTED for a 1000 ms interval, 3 s for 2000 ms, then on time). With `heartbeatIncoming:',
+  '  1000` (v7) / `heartbeat.incoming = 1000` (2.3.3) that lands on stomp.js\'s 2×interval',
+  '  deadline and the client sometimes closes a healthy connection after ~2 s. Ask for 2000 ms',
+  '  or more (or 0) against ActiveMQ. It echoes the pair swapped (`1000,2000` → `2000,1000`), as',
+  '  RabbitMQ does.',
+  '- **ActiveMQ NACK** does not redeliver the message to the same consumer (its redelivery',
+  '  policy decides, by default towards the dead-letter queue); RabbitMQ requeues it and',
+  '  redelivers it with `redelivered:true`. ActiveMQ ignores `host`.',
+  '- **RabbitMQ destinations**: a message sent to `/exchange/amq.topic/KEY` arrives with',
+  '  `destination:/topic/KEY`; other exchanges keep `/exchange/NAME/KEY`.',
+  '- **stompjs 2.3.3 over SockJS xhr-streaming**: `client.disconnect()` closes the socket right',
+  '  after sending DISCONNECT, and sockjs-client aborts an `xhr_send` still in flight, so an ACK',
+  '  sent just before can be lost (the message is redelivered later). Ask for a receipt on the',
+  '  ACK before disconnecting. This is client-side; the scenarios do so.',
+  '- **Heart-beat EOLs**: the EOL a broker writes after each frame reaches the page as its own',
+  '  heart-beat message (stomp.js logs `<<< PONG`), even when heart-beats are 0,0. Harmless for',
+  '  both clients; the heart-beat scenarios count only beats on an idle connection.',
+  '',
+];
+
 /** Escapes a table cell. */
 const cellText = (s) => String(s).replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
@@ -116,6 +141,7 @@ function main() {
     '',
     ...lines,
   ];
+  out.push(...NOTES);
   if (existsSync(DIFF)) out.push(...differentialSection(JSON.parse(readFileSync(DIFF, 'utf8'))));
   out.push(
     '## Regenerate',
