@@ -88,6 +88,8 @@ if (( BUILD )); then
     timeout "$BUILD_TIMEOUT_SECS" cargo build --release -q -p stompgate-load >&2)
 fi
 [[ -x $GW && -x $LOAD ]] || die "release binaries missing (run without --no-build)"
+# What was measured: the worktree's commit (with --no-build, whatever it was last built from).
+[[ $SRC == "$REPO_ROOT" ]] || REV="commit $(git -C "$SRC" rev-parse --short HEAD)"
 
 section "certificates ($KEY, throw-away, in $WORK)"
 newkey() { # newkey FILE
