@@ -77,17 +77,16 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
     idle: Option<Duration>,
     disconnect_receipt: &OnceLock<Bytes>,
 ) -> End {
-    let mut out = BytesMut::new();
+    let mut out = Outgoing::default();
     let dir = Direction::ClientToBroker;
     let mut tally = client.rec.tally(dir);
     loop {
         let step = decode_client_batch(ctx, client, version, &mut out, &mut tally);
-        if !out.is_empty() {
+        if out.len() > 0 {
             client.rec.set_queued(dir, out.len() + client.buf.len());
-            if let Err(e) = broker.write_all(&out).await {
+            if let Err(e) = out.write_to(broker).await {
                 return End::BrokerGone(e.to_string());
             }
-            out.clear();
         }
         client.rec.set_queued(dir, client.buf.len());
         tally.flush();
@@ -104,7 +103,7 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
                 return End::Disconnected;
             }
         }
-        release_if_large(&mut out);
+        out.release_if_large();
         if client.buf.is_empty() {
             // The next chunk becomes the buffer (see below); an idle session holds none.
             client.buf = BytesMut::new();
@@ -130,9 +129,60 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
 /// frame) is given back so an idle session does not keep it.
 const KEPT_OUT_BYTES: usize = 16 * 1024;
 
-fn release_if_large(out: &mut BytesMut) {
-    if out.capacity() > KEPT_OUT_BYTES {
-        *out = BytesMut::new();
+/// Frames from this size up are written from the client's buffer as they are, not copied
+/// into the batch buffer (a 1 MiB frame would cost a 1 MiB copy for one saved system call).
+const BY_REFERENCE_BYTES: usize = 32 * 1024;
+
+/// One batch of frames for the broker: small frames copied together into one buffer, large
+/// ones kept by reference, written in order.
+#[derive(Default)]
+struct Outgoing {
+    /// Small frames not yet sealed into `parts`.
+    small: BytesMut,
+    /// Sealed parts, in order, written before `small`.
+    parts: Vec<Bytes>,
+    /// Bytes in `parts`.
+    parts_len: usize,
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        self.parts_len + self.small.len()
+    }
+
+    fn push_raw(&mut self, raw: &Bytes) {
+        if raw.len() < BY_REFERENCE_BYTES {
+            self.small.extend_from_slice(raw);
+            return;
+        }
+        if !self.small.is_empty() {
+            let small = self.small.split().freeze();
+            self.push_part(small);
+        }
+        self.push_part(raw.clone());
+    }
+
+    fn push_part(&mut self, part: Bytes) {
+        self.parts_len += part.len();
+        self.parts.push(part);
+    }
+
+    /// Writes the batch (one `write_all` per part, the small frames as one) and empties it.
+    async fn write_to<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
+        for part in self.parts.drain(..) {
+            w.write_all(&part).await?;
+        }
+        self.parts_len = 0;
+        w.write_all(&self.small).await?;
+        self.small.clear();
+        Ok(())
+    }
+
+    /// Gives back a batch buffer grown past [`KEPT_OUT_BYTES`].
+    fn release_if_large(&mut self) {
+        if self.small.capacity() > KEPT_OUT_BYTES {
+            self.small = BytesMut::new();
+        }
     }
 }
 
@@ -152,7 +202,7 @@ fn decode_client_batch<R>(
     ctx: &RelayContext,
     client: &mut ClientSide<R>,
     version: Version,
-    out: &mut BytesMut,
+    out: &mut Outgoing,
     tally: &mut FrameTally,
 ) -> Batch {
     loop {
@@ -160,7 +210,7 @@ fn decode_client_batch<R>(
             Ok(None) => return Batch::More,
             Ok(Some(Item::Heartbeat)) => {
                 tally.heartbeat();
-                out.extend_from_slice(&HEARTBEAT);
+                out.push_raw(&HEARTBEAT);
                 continue;
             }
             Ok(Some(Item::Frame(f))) => f,
@@ -209,10 +259,10 @@ fn check_client_frame(
     check_acl(ctx, identity, frame)
 }
 
-fn append_frame(frame: &Frame, version: Version, out: &mut BytesMut) {
+fn append_frame(frame: &Frame, version: Version, out: &mut Outgoing) {
     match frame.raw() {
-        Some(raw) => out.extend_from_slice(raw),
-        None => encode(frame, version, out),
+        Some(raw) => out.push_raw(raw),
+        None => encode(frame, version, &mut out.small),
     }
 }
 
@@ -323,6 +373,31 @@ fn ends_session(frame: &Frame, disconnect_receipt: &OnceLock<Bytes>) -> Option<E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_batch_keeps_frame_order_with_large_frames_by_reference() {
+        let large = Bytes::from(vec![b'L'; BY_REFERENCE_BYTES]);
+        let mut out = Outgoing::default();
+        out.push_raw(&Bytes::from_static(b"a"));
+        out.push_raw(&large);
+        out.push_raw(&Bytes::from_static(b"b"));
+        out.push_raw(&large);
+        out.push_raw(&Bytes::from_static(b"c"));
+        assert_eq!(out.len(), 3 + 2 * large.len());
+        let mut wire = Vec::new();
+        out.write_to(&mut wire).await.unwrap();
+        let mut want = b"a".to_vec();
+        want.extend_from_slice(&large);
+        want.push(b'b');
+        want.extend_from_slice(&large);
+        want.push(b'c');
+        assert_eq!(wire, want);
+        assert_eq!(out.len(), 0);
+        out.push_raw(&Bytes::from_static(b"d"));
+        let mut wire = Vec::new();
+        out.write_to(&mut wire).await.unwrap();
+        assert_eq!(wire, b"d");
+    }
 
     #[test]
     fn read_size_grows_when_reads_fill_and_gives_memory_back_when_idle() {
