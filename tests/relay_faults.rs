@@ -130,3 +130,35 @@ async fn passthrough_never_forwards_a_connect_without_login() {
     let accepted = tokio::time::timeout(Duration::from_millis(200), l.accept()).await;
     assert!(accepted.is_err(), "the gateway connected to the broker");
 }
+
+#[tokio::test]
+async fn eol_padding_after_a_frame_is_not_a_message_but_a_lone_heartbeat_is() {
+    let addr = fake_broker(
+        "CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\0\n",
+        |mut s, _| async move {
+            s.write_all(b"MESSAGE\ndestination:/queue/x\nmessage-id:1\nsubscription:s\n\nhi\0\n")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            s.write_all(b"\n").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        },
+    )
+    .await;
+    let (mut c, _t) = MemClient::start(Config::for_tests(&addr, "svc", "pw"));
+    c.send_raw(connect_frame("guest", "guest", "")).await;
+    assert_eq!(c.frame().await.command, Command::Connected);
+    let mut messages = Vec::new();
+    for _ in 0..2 {
+        match c.next().await {
+            Out::Message(m) => messages.push(m),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(messages[0].starts_with(b"MESSAGE\n"), "{messages:?}");
+    assert_eq!(
+        &messages[1][..],
+        b"\n",
+        "the lone EOL is forwarded as a heart-beat"
+    );
+}

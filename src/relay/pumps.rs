@@ -279,10 +279,22 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
     let dir = Direction::BrokerToClient;
     let mut tally = rec.tally(dir);
     let mut read_size = ReadSize(BROKER_READ_BYTES);
+    let mut first_batch = true;
     loop {
+        // Brokers (RabbitMQ) write an EOL after every frame. Right behind a frame it is padding,
+        // not a heart-beat: the frame already showed the client the link is alive, and sending
+        // it as a message of its own would double the WebSocket messages.
+        // Only within one read: a later lone EOL is a real heart-beat. The first batch follows
+        // the broker's CONNECTED (and its padding may still be in the buffer).
+        let mut after_frame = first_batch;
+        first_batch = false;
         loop {
             let frame = match decoder.decode(buf) {
                 Ok(None) => break,
+                Ok(Some(Item::Heartbeat)) if after_frame => {
+                    after_frame = false;
+                    continue;
+                }
                 Ok(Some(Item::Heartbeat)) => {
                     tally.heartbeat();
                     if let Err(e) = tx.send(HEARTBEAT.clone()).await {
@@ -293,6 +305,7 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
                 Ok(Some(Item::Frame(f))) => f,
                 Err(e) => return End::BrokerProtocol(e.to_string()),
             };
+            after_frame = true;
             let bytes = frame_bytes(&frame, Version::V1_0);
             tally.frame(&frame, bytes.len());
             if let Err(e) = tx.send(bytes).await {
