@@ -18,7 +18,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use stompgate::config::{Config, Secret};
 use stompgate::server::Gateway;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -74,29 +73,12 @@ async fn start() -> Gateway {
 
 /// One admin request with `Connection: close`: status and body.
 async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    (status, body)
+    common::http_exchange(addr, &req).await
 }
 
 /// `/metrics`, parsed by a real Prometheus text-format parser: value by `name{labels}` with

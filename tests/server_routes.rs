@@ -5,6 +5,8 @@
 #[path = "tls_support/mod.rs"]
 mod tls_support;
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +14,6 @@ use std::time::Duration;
 use stompgate::config::Config;
 use stompgate::server::Gateway;
 use tls_support::{client_config, handshake, listener_config, write_pair, Ca, TempDir};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -28,24 +28,8 @@ async fn start(tune: impl FnOnce(&mut Config)) -> Gateway {
 
 /// `GET path` with `Connection: close`: status and body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
-    )
+    common::http_exchange(addr, &req).await
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 //!
 //! Sessions wait for CONNECT (no broker needed). Loopback only, every wait bounded.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +13,6 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use stompgate::config::Config;
 use stompgate::server::Gateway;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
@@ -42,22 +43,8 @@ async fn start(grace: Duration) -> Running {
 
 /// `GET path` on the admin listener: status and body.
 async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
+    common::http_exchange(addr, &req).await
 }
 
 type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;

@@ -194,3 +194,27 @@ pub fn decode_one(decoder: &mut Decoder, msg: &[u8]) -> Option<Frame> {
 pub fn connect_frame(login: &str, passcode: &str, extra: &str) -> String {
     format!("CONNECT\naccept-version:1.2\nhost:/\nlogin:{login}\npasscode:{passcode}\nheart-beat:0,0\n{extra}\n\0")
 }
+
+/// Sends one raw HTTP/1.1 request (it should say `Connection: close`) and returns the status
+/// and the body, bounded by a timeout.
+pub async fn http_exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut buf))
+        .await
+        .expect("timed out reading the HTTP response")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
