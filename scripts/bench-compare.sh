@@ -63,20 +63,6 @@ FDS=$(ulimit -n)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_bg NAME CMD...: starts CMD, waits for its `listening client|fake-broker ADDR` line;
-# sets ADDR and LASTPID.
-start_bg() {
-  local name=$1; shift
-  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  LASTPID=$!
-  PIDS+=("$LASTPID")
-  for _ in $(seq 1 300); do
-    grep -q '^listening \(client\|fake-broker\)' "$WORK/$name.out" 2>/dev/null && break
-    sleep 0.1
-  done
-  ADDR=$(grep -m1 "^listening \\(client\\|fake-broker\\)" "$WORK/$name.out" | awk "{print \$3}" || true)
-  [[ -n $ADDR ]] || die "$name did not start: $(tail -3 "$WORK/$name.err")"
-}
 
 section "start: fake broker, two gateways, websocat"
 start_bg fake "$LOAD" fake-broker --lifetime-secs 1200

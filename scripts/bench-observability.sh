@@ -69,19 +69,6 @@ ON=/tmp/stompgate-obs-on-target/release/stompgate
 OFF=/tmp/stompgate-obs-off-target/release/stompgate
 LOAD=/tmp/stompgate-obs-on-target/release/stompgate-load
 
-# start_bg NAME CMD...: starts CMD, waits for its `listening client|fake-broker ADDR` line.
-start_bg() {
-  local name=$1; shift
-  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  LASTPID=$!
-  PIDS+=("$LASTPID")
-  for _ in $(seq 1 300); do
-    grep -q '^listening \(client\|fake-broker\)' "$WORK/$name.out" 2>/dev/null && break
-    sleep 0.1
-  done
-  ADDR=$(grep -m1 '^listening \(client\|fake-broker\)' "$WORK/$name.out" | awk '{print $3}' || true)
-  [[ -n $ADDR ]] || die "$name did not start: $(tail -3 "$WORK/$name.err")"
-}
 
 section "start: fake broker and the two gateways"
 start_bg fake "$LOAD" fake-broker --lifetime-secs 1800

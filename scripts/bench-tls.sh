@@ -113,18 +113,8 @@ info "$(openssl x509 -in "$WORK/server.pem" -noout -subject -ext subjectAltName 
 # The gateway holds 2 fds per session; the load tool 1.
 ulimit -n "$(ulimit -Hn)"
 
-# start_bg NAME CMD...: starts CMD, waits (≤ 30 s) for its first `listening` line; sets LASTPID.
-start_bg() {
-  local name=$1; shift
-  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  LASTPID=$!
-  PIDS+=("$LASTPID")
-  for _ in $(seq 1 300); do
-    grep -q '^listening \(client-tls\|fake-broker\)' "$WORK/$name.out" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "$name did not start: $(tail -3 "$WORK/$name.err")"
-}
+# Wait for the TLS listener (the plain one is printed first).
+START_BG_ROLES='client-tls\|fake-broker'
 listening() { grep -m1 "^listening $2 " "$WORK/$1.out" | awk '{print $3}'; }
 
 if (( RABBIT )); then

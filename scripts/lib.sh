@@ -70,3 +70,22 @@ apt_install() {
   apt_get install -y "${missing[@]}" \
     || { apt_get update && apt_get install -y "${missing[@]}"; }
 }
+
+# start_bg NAME CMD...: starts CMD in the background (stdout/stderr in $WORK/NAME.out/.err),
+# appends its pid to PIDS and sets LASTPID, waits up to 30 s for its first `listening ROLE ADDR`
+# line with ROLE matching START_BG_ROLES (a grep BRE alternation; default `client\|fake-broker`)
+# and sets ADDR to that address. Dies with the command's last stderr lines if it never listens.
+start_bg() {
+  local name=$1 roles=${START_BG_ROLES:-'client\|fake-broker'}
+  shift
+  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  LASTPID=$!
+  PIDS+=("$LASTPID")
+  ADDR=""
+  for _ in $(seq 1 300); do
+    ADDR=$(grep -m1 "^listening \\($roles\\) " "$WORK/$name.out" 2>/dev/null | awk '{print $3}' || true)
+    [[ -n $ADDR ]] && return 0
+    sleep 0.1
+  done
+  die "$name did not start: $(tail -3 "$WORK/$name.err")"
+}
