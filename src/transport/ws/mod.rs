@@ -7,16 +7,9 @@
 //! Outbound, every STOMP frame is exactly one WebSocket message, text or binary as
 //! [`WsFrameMode`] says. Inbound text and binary messages are both plain bytes to the relay.
 
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
-
-use bytes::{Bytes, BytesMut};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use bytes::Bytes;
 use http::header::{
     CONNECTION, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
     SEC_WEBSOCKET_VERSION, UPGRADE,
@@ -25,18 +18,19 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::WebSocketStream;
-use tokio_util::io::poll_read_buf;
 
-use super::{ClientRx, ClientTx, CloseCode, HttpBody, LinkError};
+use super::HttpBody;
 use crate::config::{Config, WsFrameMode};
 
+mod link;
+mod read_ahead;
+
+pub use link::{frame_message, split_link, truncate_reason, WsRx, WsTx};
+pub use read_ahead::ReadAhead;
 /// A server-side WebSocket over an upgraded hyper connection (plain or TLS underneath).
 pub type WsStream = WebSocketStream<ReadAhead<TokioIo<Upgraded>>>;
 
@@ -193,95 +187,6 @@ impl PendingUpgrade {
     }
 }
 
-/// An adaptive read-ahead under tungstenite, whose reads are at most its (small, to keep idle
-/// sessions cheap) read buffer: 2 KiB reads would take 512 system calls per MiB. Reads go
-/// straight to the caller's buffer until one fills it (the socket had more); from then on one
-/// socket read fetches up to [`READ_AHEAD_BYTES`] and tungstenite's reads are served from it.
-/// A read-ahead that brings less than a direct read would have switches back, and the buffer
-/// is released whenever it is empty and the socket has nothing more, so idle sessions hold none.
-#[derive(Debug)]
-pub struct ReadAhead<S> {
-    inner: S,
-    buf: BytesMut,
-    /// Whether reads go through `buf`.
-    ahead: bool,
-}
-
-impl<S> ReadAhead<S> {
-    /// Wraps `inner`, reading directly until the peer streams.
-    pub fn new(inner: S) -> Self {
-        ReadAhead {
-            inner,
-            buf: BytesMut::new(),
-            ahead: false,
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if this.buf.is_empty() && !this.ahead {
-            let wanted = out.remaining();
-            let before = out.filled().len();
-            ready!(Pin::new(&mut this.inner).poll_read(cx, out))?;
-            this.ahead = wanted > 0 && out.filled().len() - before == wanted;
-            return Poll::Ready(Ok(()));
-        }
-        if this.buf.is_empty() {
-            this.buf.reserve(READ_AHEAD_BYTES);
-            match poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.buf) {
-                Poll::Pending => {
-                    this.buf = BytesMut::new();
-                    return Poll::Pending;
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(n)) => this.ahead = n > out.remaining(),
-            }
-        }
-        let n = this.buf.len().min(out.remaining());
-        out.put_slice(&this.buf.split_to(n));
-        if this.buf.is_empty() && !this.ahead {
-            this.buf = BytesMut::new();
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for ReadAhead<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
 /// Validates a WebSocket upgrade request and builds the `101` response. Spawn
 /// [`PendingUpgrade::finish`] after returning the response to hyper.
 pub fn upgrade<B>(
@@ -404,266 +309,6 @@ pub fn close_code_for(err: &WsError) -> Option<u16> {
     }
 }
 
-/// What the two halves share to carry out the closing handshake.
-#[derive(Debug, Default)]
-struct CloseState {
-    /// The client's Close (or the end of the stream) has been seen.
-    peer_closed: AtomicBool,
-    /// The close code a transport error called for (0: none).
-    error_code: AtomicU16,
-    /// The receiving half, parked here when the relay dropped it, so `close` can read the
-    /// client's Close.
-    parked: Mutex<Option<SplitStream<WsStream>>>,
-    /// Woken when `peer_closed` is set or the receiving half is parked.
-    changed: Notify,
-}
-
-/// The receiving half: client messages as bytes, text and binary alike.
-#[derive(Debug)]
-pub struct WsRx {
-    stream: Option<SplitStream<WsStream>>,
-    /// What ended a batch (a Close, an error, the end of the stream): the next `recv` sees it.
-    held: Option<Option<Result<Message, WsError>>>,
-    state: Arc<CloseState>,
-}
-
-/// The sending half: one STOMP frame per message.
-#[derive(Debug)]
-pub struct WsTx {
-    sink: SplitSink<WsStream, Message>,
-    mode: WsFrameMode,
-    state: Arc<CloseState>,
-    closed: bool,
-}
-
-/// Splits a WebSocket into the relay's two halves.
-pub fn split_link(ws: WsStream, mode: WsFrameMode) -> (WsRx, WsTx) {
-    let (sink, stream) = ws.split();
-    let state = Arc::new(CloseState::default());
-    let rx = WsRx {
-        stream: Some(stream),
-        held: None,
-        state: state.clone(),
-    };
-    let tx = WsTx {
-        sink,
-        mode,
-        state,
-        closed: false,
-    };
-    (rx, tx)
-}
-
-impl ClientRx for WsRx {
-    /// The next data message, joined with the data messages already received behind it (up to
-    /// [`RECV_BATCH_BYTES`]): the relay then decodes them as one chunk and writes them to the
-    /// broker in one system call instead of one per message.
-    async fn recv(&mut self) -> Result<Option<Bytes>, LinkError> {
-        let Some(first) = self.next_data().await? else {
-            return Ok(None);
-        };
-        let mut batch: Option<BytesMut> = None;
-        while let Some(stream) = self.stream.as_mut() {
-            if batch.as_ref().map_or(first.len(), BytesMut::len) >= RECV_BATCH_BYTES {
-                break;
-            }
-            // Only what is already here: a pending poll leaves the next `recv` to wait.
-            let Some(item) = stream.next().now_or_never() else {
-                break;
-            };
-            match item {
-                Some(Ok(Message::Text(t))) => append(&mut batch, &first, t.as_ref()),
-                Some(Ok(Message::Binary(b))) => append(&mut batch, &first, &b),
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                other => {
-                    self.held = Some(other);
-                    break;
-                }
-            }
-        }
-        Ok(Some(batch.map_or(first, BytesMut::freeze)))
-    }
-}
-
-/// Appends one more message to a batch that starts with `first`.
-fn append(batch: &mut Option<BytesMut>, first: &Bytes, more: &[u8]) {
-    let batch = batch.get_or_insert_with(|| {
-        let mut b = BytesMut::with_capacity(first.len() + more.len());
-        b.extend_from_slice(first);
-        b
-    });
-    batch.extend_from_slice(more);
-}
-
-impl WsRx {
-    /// The next non-empty data message, or `None` once the client has closed.
-    async fn next_data(&mut self) -> Result<Option<Bytes>, LinkError> {
-        loop {
-            let item = match self.held.take() {
-                Some(item) => item,
-                None => match self.stream.as_mut() {
-                    Some(stream) => stream.next().await,
-                    None => return Ok(None),
-                },
-            };
-            match item {
-                Some(Ok(Message::Text(t))) if !t.is_empty() => return Ok(Some(Bytes::from(t))),
-                Some(Ok(Message::Binary(b))) if !b.is_empty() => return Ok(Some(b)),
-                Some(Ok(Message::Close(_))) => {
-                    if let Some(stream) = self.stream.as_mut() {
-                        // One more read flushes tungstenite's queued Close reply.
-                        let _ = tokio::time::timeout(CLOSE_REPLY_TIMEOUT, stream.next()).await;
-                    }
-                    self.mark_closed();
-                    return Ok(None);
-                }
-                Some(Ok(_)) => continue,
-                None => {
-                    self.mark_closed();
-                    return Ok(None);
-                }
-                Some(Err(e)) => return Err(self.link_error(e)),
-            }
-        }
-    }
-
-    fn mark_closed(&mut self) {
-        self.state.peer_closed.store(true, Ordering::Release);
-        self.state.changed.notify_one();
-        self.stream = None;
-    }
-
-    fn link_error(&mut self, e: WsError) -> LinkError {
-        if let Some(code) = close_code_for(&e) {
-            self.state.error_code.store(code, Ordering::Release);
-        }
-        match e {
-            WsError::Io(io) => match io.kind() {
-                std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::BrokenPipe
-                | std::io::ErrorKind::UnexpectedEof => LinkError::Gone,
-                _ => LinkError::Io(io),
-            },
-            WsError::ConnectionClosed | WsError::AlreadyClosed => LinkError::Gone,
-            other => LinkError::Protocol(other.to_string()),
-        }
-    }
-}
-
-impl Drop for WsRx {
-    fn drop(&mut self) {
-        if matches!(self.held, Some(None | Some(Ok(Message::Close(_))))) {
-            // The client's Close (or the end) was read while batching and not yet handled.
-            self.state.peer_closed.store(true, Ordering::Release);
-        }
-        if let Some(stream) = self.stream.take() {
-            if let Ok(mut slot) = self.state.parked.lock() {
-                *slot = Some(stream);
-            }
-            self.state.changed.notify_one();
-        }
-    }
-}
-
-/// The message for one outbound frame under `mode`: binary when asked, or when the frame is
-/// not UTF-8 (a text message must be).
-pub fn frame_message(frame: Bytes, mode: WsFrameMode) -> Message {
-    if mode == WsFrameMode::Binary {
-        return Message::Binary(frame);
-    }
-    match Utf8Bytes::try_from(frame.clone()) {
-        Ok(text) => Message::Text(text),
-        Err(_) => Message::Binary(frame),
-    }
-}
-
-impl ClientTx for WsTx {
-    async fn send(&mut self, frame: Bytes) -> Result<(), LinkError> {
-        if self.closed {
-            return Err(LinkError::Gone);
-        }
-        // A heart-beat must reach the client now, not when the next frame comes.
-        let heartbeat = frame.as_ref() == b"\n" || frame.as_ref() == b"\r\n";
-        let msg = frame_message(frame, self.mode);
-        self.sink.feed(msg).await.map_err(send_error)?;
-        if heartbeat {
-            self.sink.flush().await.map_err(send_error)?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), LinkError> {
-        if self.closed {
-            return Err(LinkError::Gone);
-        }
-        self.sink.flush().await.map_err(send_error)
-    }
-
-    async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), LinkError> {
-        if std::mem::replace(&mut self.closed, true) {
-            return Ok(());
-        }
-        let code = match self.state.error_code.load(Ordering::Acquire) {
-            0 => code.code(),
-            transport => transport,
-        };
-        let frame = CloseFrame {
-            code: WsCloseCode::from(code),
-            reason: Utf8Bytes::from(truncate_reason(reason)),
-        };
-        let sent = tokio::time::timeout(CLOSE_LINGER, self.sink.send(Message::Close(Some(frame))));
-        match sent.await {
-            Ok(Ok(())) => {}
-            // The client closed first (our Close reply is already out) or the socket is gone.
-            Ok(Err(_)) | Err(_) => return Ok(()),
-        }
-        let _ = tokio::time::timeout(CLOSE_LINGER, self.await_peer_close()).await;
-        Ok(())
-    }
-}
-
-impl WsTx {
-    /// Waits for the client's Close: seen by the receiving half, or read here once the relay
-    /// has dropped that half.
-    async fn await_peer_close(&mut self) {
-        loop {
-            if self.state.peer_closed.load(Ordering::Acquire) {
-                return;
-            }
-            let parked = self.state.parked.lock().ok().and_then(|mut s| s.take());
-            if let Some(mut stream) = parked {
-                while let Some(Ok(msg)) = stream.next().await {
-                    if msg.is_close() {
-                        return;
-                    }
-                }
-                return;
-            }
-            self.state.changed.notified().await;
-        }
-    }
-}
-
-fn send_error(e: WsError) -> LinkError {
-    match e {
-        WsError::Io(io) => LinkError::Io(io),
-        WsError::WriteBufferFull(_) => LinkError::Overflow,
-        _ => LinkError::Gone,
-    }
-}
-
-/// `reason` cut to fit a Close frame, at a character boundary.
-pub fn truncate_reason(reason: &str) -> &str {
-    if reason.len() <= MAX_CLOSE_REASON_BYTES {
-        return reason;
-    }
-    let mut end = MAX_CLOSE_REASON_BYTES;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -690,48 +335,6 @@ mod tests {
         for (values, want) in table {
             assert_eq!(select_subprotocol(&offered(values)), *want, "{values:?}");
         }
-    }
-
-    /// Counts the reads that reach the socket.
-    struct Counting<S>(S, usize);
-
-    impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            out: &mut ReadBuf<'_>,
-        ) -> Poll<std::io::Result<()>> {
-            self.1 += 1;
-            Pin::new(&mut self.0).poll_read(cx, out)
-        }
-    }
-
-    #[tokio::test]
-    async fn read_ahead_streams_in_large_reads_and_holds_nothing_when_idle() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut peer, sock) = tokio::io::duplex(256 * 1024);
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        peer.write_all(&data).await.unwrap();
-        let mut r = ReadAhead::new(Counting(sock, 0));
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 2048];
-        while got.len() < data.len() {
-            let n = r.read(&mut chunk).await.unwrap();
-            got.extend_from_slice(&chunk[..n]);
-        }
-        assert_eq!(got, data);
-        // 98 reads of 2 KiB without read-ahead.
-        assert!(r.inner.1 <= 8, "{} socket reads", r.inner.1);
-        let idle = tokio::time::timeout(Duration::from_millis(20), r.read(&mut chunk)).await;
-        assert!(idle.is_err(), "nothing more was sent");
-        assert_eq!(r.buf.capacity(), 0, "an idle reader holds no buffer");
-        // Small messages again: read straight into the caller's buffer, nothing held.
-        peer.write_all(b"hello").await.unwrap();
-        let n = r.read(&mut chunk).await.unwrap();
-        assert_eq!(&chunk[..n], b"hello");
-        assert_eq!(r.buf.capacity(), 0);
-        drop(peer);
-        assert_eq!(r.read(&mut chunk).await.unwrap(), 0, "end of stream");
     }
 
     #[test]
