@@ -219,6 +219,12 @@ pub struct Options {
     #[arg(long, env = "STOMPGATE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
+    /// Threads that run client connections, each with its own event loop; a connection stays
+    /// on the thread it was given (the one with the fewest open connections). Default: the
+    /// number of CPUs the process may use. Next to a broker on few cores, fewer can be faster.
+    #[arg(long, env = "STOMPGATE_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+
     /// Time a client has to send CONNECT after the transport opens. Default `10s`.
     #[arg(long, env = "STOMPGATE_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
@@ -334,7 +340,7 @@ impl Options {
             upstream_connect_timeout, upstream_tls, upstream_ca, upstream_server_name,
             upstream_client_cert, upstream_client_key, upstream_tls_insecure, admin_listen,
             admin_token, admin_token_file, max_frame_bytes, max_header_bytes, max_headers,
-            max_connections, connect_timeout, shutdown_grace, sockjs, sockjs_path,
+            max_connections, worker_threads, connect_timeout, shutdown_grace, sockjs, sockjs_path,
             sockjs_heartbeat, sockjs_disconnect_delay, sockjs_response_limit, sockjs_cookie,
             sockjs_disable, demo, policy, tls_listen, tls_cert, tls_key, tls_client_ca,
             tls_client_auth, log_format, log,
@@ -473,6 +479,8 @@ pub struct Config {
     pub limits: Limits,
     /// Concurrent session cap.
     pub max_connections: usize,
+    /// Connection threads (at least 1).
+    pub worker_threads: usize,
     /// Time allowed for the client's CONNECT.
     pub connect_timeout: Duration,
     /// Shutdown grace period.
@@ -544,6 +552,14 @@ impl Config {
                 "upstream_login",
                 "no broker credentials configured: set --upstream-login and --upstream-passcode(-file), \
                  or a --policy file, or choose --passthrough-credentials explicitly",
+            ));
+        }
+        if o.worker_threads == Some(0) || o.worker_threads > Some(MAX_WORKER_THREADS) {
+            return Err(ConfigError::new(
+                "worker_threads",
+                format!(
+                    "must be between 1 and {MAX_WORKER_THREADS}; leave it unset for one per CPU"
+                ),
             ));
         }
         if passthrough && identity.login.is_some() {
@@ -657,6 +673,7 @@ impl Config {
             admin_token,
             limits,
             max_connections: o.max_connections.unwrap_or(100_000),
+            worker_threads: o.worker_threads.unwrap_or_else(default_worker_threads),
             connect_timeout: o.connect_timeout.unwrap_or(Duration::from_secs(10)),
             shutdown_grace: o.shutdown_grace.unwrap_or(Duration::from_secs(30)),
             sockjs: SockjsConfig {
@@ -690,6 +707,14 @@ impl Config {
         };
         Config::resolve(o).expect("test configuration is valid")
     }
+}
+
+/// Most connection threads `worker_threads` accepts.
+const MAX_WORKER_THREADS: usize = 1024;
+
+/// One connection thread per CPU the process may use.
+fn default_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn check_path(field: &'static str, p: &str) -> Result<(), ConfigError> {

@@ -18,6 +18,7 @@
 //! | [`reload`] | SIGHUP and file-change reloads of the policy and certificates |
 //! | [`upstream`] | connecting to the broker |
 //! | [`server`] | listeners, accept loop, limits, graceful drain |
+//! | [`shards`] | the connection threads: one event loop each, a connection pinned to one |
 //! | [`tls`] | rustls configurations and certificate reload |
 //! | [`metrics`] | the Prometheus registry and the live-connection table |
 //! | [`admin`] | `/metrics`, `/healthz`, `/readyz`, `/connections` |
@@ -32,6 +33,7 @@ pub mod policy;
 pub mod relay;
 pub mod reload;
 pub mod server;
+pub mod shards;
 pub mod stomp;
 pub mod tls;
 pub mod transport;

@@ -34,7 +34,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     stompgate::logging::init(config.log_format, config.log.as_deref());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Accept loops, the admin API and reloads; client connections run on their own threads
+    // (`--worker-threads`, `stompgate::shards`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");

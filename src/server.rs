@@ -34,6 +34,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::relay::{self, RelayContext};
+use crate::shards::Shards;
 use crate::tls::{self, ServerTls, TlsError};
 use crate::transport::sockjs::{SessionSink, Sockjs, SockjsOptions, SockjsRx, SockjsTx};
 use crate::transport::ws::{self, text_response, WsOptions};
@@ -67,6 +68,9 @@ pub fn next_conn_id() -> u64 {
 /// Failures to start serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The connection threads could not be started.
+    #[error("cannot start the connection threads: {0}")]
+    Threads(io::Error),
     /// A listener could not bind (configuration or environment).
     #[error("cannot bind the {what} listener on {addr}: {source}")]
     Bind {
@@ -132,6 +136,8 @@ pub struct Listener {
     tls: Option<Arc<ServerTls>>,
     slots: Arc<Semaphore>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Where accepted connections run; the accepting runtime when `None`.
+    shards: Option<Arc<Shards>>,
 }
 
 impl Listener {
@@ -153,12 +159,19 @@ impl Listener {
             tls,
             slots: Arc::new(Semaphore::new(max_tcp)),
             metrics: None,
+            shards: None,
         })
     }
 
     /// Counts TLS handshake failures (by reason) in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Runs accepted connections on `shards` instead of the accepting runtime.
+    pub fn with_shards(mut self, shards: Arc<Shards>) -> Self {
+        self.shards = Some(shards);
         self
     }
 
@@ -192,8 +205,27 @@ impl Listener {
             let id = next_conn_id();
             let span = info_span!("conn", id, %peer);
             let tls = self.tls.clone().map(|t| (t, self.metrics.clone()));
-            let served = serve_tcp(tcp, peer, id, tls, slot, handler.clone(), stop.clone());
-            conns.spawn(served.instrument(span));
+            let (handler, stop) = (handler.clone(), stop.clone());
+            let Some(shards) = &self.shards else {
+                let served = serve_tcp(tcp, peer, id, tls, slot, handler, stop);
+                conns.spawn(served.instrument(span));
+                continue;
+            };
+            // The socket moves to the shard's event loop: registered there, not here.
+            let tcp = match tcp.into_std() {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    debug!(cause = %e, "accepted socket could not be handed over");
+                    continue;
+                }
+            };
+            let served = async move {
+                match TcpStream::from_std(tcp) {
+                    Ok(tcp) => serve_tcp(tcp, peer, id, tls, slot, handler, stop).await,
+                    Err(e) => debug!(cause = %e, "accepted socket could not be registered"),
+                }
+            };
+            shards.spawn(conns.track_future(served.instrument(span)));
         }
     }
 }
@@ -469,6 +501,8 @@ pub struct Gateway {
     drain: CancellationToken,
     frontend: Arc<Frontend>,
     admin_state: Arc<AdminState>,
+    /// The connection threads; kept until the drain is over so no session is cut by their end.
+    shards: Arc<Shards>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -497,12 +531,18 @@ impl Gateway {
         };
         // One set of metrics, shared by the listeners, the relay and the admin API.
         let metrics = crate::metrics::Metrics::new(&config);
+        let shards = Arc::new(Shards::start(config.worker_threads).map_err(ServerError::Threads)?);
         let mut client = vec![Listener::bind("client", config.listen, plain_tls, max_tcp)
             .await?
-            .with_metrics(metrics.clone())];
+            .with_metrics(metrics.clone())
+            .with_shards(shards.clone())];
         if let (Some(addr), Some(t)) = (config.tls_listen, &tls) {
             let listener = Listener::bind("TLS client", addr, Some(t.clone()), max_tcp).await?;
-            client.push(listener.with_metrics(metrics.clone()));
+            client.push(
+                listener
+                    .with_metrics(metrics.clone())
+                    .with_shards(shards.clone()),
+            );
         }
         let admin = Listener::bind("admin", config.admin_listen, None, ADMIN_TCP_SLOTS).await?;
         let drain = CancellationToken::new();
@@ -538,6 +578,7 @@ impl Gateway {
             drain,
             frontend,
             admin_state,
+            shards,
         })
     }
 
@@ -609,6 +650,7 @@ impl Gateway {
         let _ = tokio::time::timeout(HTTP_DRAIN_TIMEOUT, http_conns.wait()).await;
         admin_stop.cancel();
         let _ = admin.await;
+        drop(self.shards);
         info!("drained");
         Ok(())
     }
