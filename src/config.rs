@@ -225,6 +225,13 @@ pub struct Options {
     #[arg(long, env = "STOMPGATE_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
 
+    /// Let several gateway processes listen on the same client port(s) (`SO_REUSEPORT`); the
+    /// kernel spreads new connections over them. For upgrades without downtime (start the
+    /// new process, then SIGTERM the old one, which drains) and for hosts whose per-process
+    /// file limit is below two descriptors per session. Default `false`.
+    #[arg(long, env = "STOMPGATE_REUSE_PORT", num_args = 0..=1, default_missing_value = "true")]
+    pub reuse_port: Option<bool>,
+
     /// Time a client has to send CONNECT after the transport opens. Default `10s`.
     #[arg(long, env = "STOMPGATE_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
@@ -340,7 +347,7 @@ impl Options {
             upstream_connect_timeout, upstream_tls, upstream_ca, upstream_server_name,
             upstream_client_cert, upstream_client_key, upstream_tls_insecure, admin_listen,
             admin_token, admin_token_file, max_frame_bytes, max_header_bytes, max_headers,
-            max_connections, worker_threads, connect_timeout, shutdown_grace, sockjs, sockjs_path,
+            max_connections, worker_threads, reuse_port, connect_timeout, shutdown_grace, sockjs, sockjs_path,
             sockjs_heartbeat, sockjs_disconnect_delay, sockjs_response_limit, sockjs_cookie,
             sockjs_disable, demo, policy, tls_listen, tls_cert, tls_key, tls_client_ca,
             tls_client_auth, log_format, log,
@@ -481,6 +488,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Connection threads (at least 1).
     pub worker_threads: usize,
+    /// `SO_REUSEPORT` on the client listener(s).
+    pub reuse_port: bool,
     /// Time allowed for the client's CONNECT.
     pub connect_timeout: Duration,
     /// Shutdown grace period.
@@ -674,6 +683,7 @@ impl Config {
             limits,
             max_connections: o.max_connections.unwrap_or(100_000),
             worker_threads: o.worker_threads.unwrap_or_else(default_worker_threads),
+            reuse_port: o.reuse_port.unwrap_or(false),
             connect_timeout: o.connect_timeout.unwrap_or(Duration::from_secs(10)),
             shutdown_grace: o.shutdown_grace.unwrap_or(Duration::from_secs(30)),
             sockjs: SockjsConfig {

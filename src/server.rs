@@ -149,8 +149,20 @@ impl Listener {
         tls: Option<Arc<ServerTls>>,
         max_tcp: usize,
     ) -> Result<Self, ServerError> {
+        Self::bind_shared(what, addr, tls, max_tcp, false).await
+    }
+
+    /// [`Listener::bind`], with `SO_REUSEPORT` when `reuse_port`: other processes may listen
+    /// on the same port and the kernel spreads new connections over all of them.
+    pub async fn bind_shared(
+        what: &'static str,
+        addr: SocketAddr,
+        tls: Option<Arc<ServerTls>>,
+        max_tcp: usize,
+        reuse_port: bool,
+    ) -> Result<Self, ServerError> {
         let bind_err = |source| ServerError::Bind { what, addr, source };
-        let tcp = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let tcp = listen(addr, reuse_port).map_err(bind_err)?;
         let addr = tcp.local_addr().map_err(bind_err)?;
         let max_tcp = max_tcp.clamp(1, Semaphore::MAX_PERMITS);
         Ok(Listener {
@@ -228,6 +240,24 @@ impl Listener {
             shards.spawn(conns.track_future(served.instrument(span)));
         }
     }
+}
+
+/// Connections the kernel queues, handshake completed, before the accept loop takes them (the
+/// kernel caps it at `net.core.somaxconn`). Bursts of connects beyond it lose SYNs, which the
+/// client retries only after a second.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Logs an accept error and, unless it concerned one connection only, backs off.
@@ -532,12 +562,17 @@ impl Gateway {
         // One set of metrics, shared by the listeners, the relay and the admin API.
         let metrics = crate::metrics::Metrics::new(&config);
         let shards = Arc::new(Shards::start(config.worker_threads).map_err(ServerError::Threads)?);
-        let mut client = vec![Listener::bind("client", config.listen, plain_tls, max_tcp)
-            .await?
-            .with_metrics(metrics.clone())
-            .with_shards(shards.clone())];
+        let reuse = config.reuse_port;
+        let mut client =
+            vec![
+                Listener::bind_shared("client", config.listen, plain_tls, max_tcp, reuse)
+                    .await?
+                    .with_metrics(metrics.clone())
+                    .with_shards(shards.clone()),
+            ];
         if let (Some(addr), Some(t)) = (config.tls_listen, &tls) {
-            let listener = Listener::bind("TLS client", addr, Some(t.clone()), max_tcp).await?;
+            let listener =
+                Listener::bind_shared("TLS client", addr, Some(t.clone()), max_tcp, reuse).await?;
             client.push(
                 listener
                     .with_metrics(metrics.clone())
@@ -702,5 +737,21 @@ mod tests {
         assert!(under_prefix("/sockjs/info", "/sockjs"));
         assert!(!under_prefix("/sockjsx", "/sockjs"));
         assert!(!under_prefix("/ws", "/sockjs"));
+    }
+
+    #[tokio::test]
+    async fn reuse_port_lets_a_second_process_share_the_port() {
+        let any = "127.0.0.1:0".parse().unwrap();
+        let first = Listener::bind_shared("a", any, None, 4, true)
+            .await
+            .unwrap();
+        let addr = first.local_addr();
+        let second = Listener::bind_shared("b", addr, None, 4, true).await;
+        assert_eq!(second.unwrap().local_addr(), addr);
+        let exclusive = Listener::bind("c", first.local_addr(), None, 4).await;
+        assert!(
+            matches!(exclusive, Err(ServerError::Bind { .. })),
+            "{exclusive:?}"
+        );
     }
 }
