@@ -6,7 +6,8 @@
 //! | file | owns |
 //! |---|---|
 //! | `mod.rs` | [`Sockjs`]: routing under the prefix, origin checks, transport switches |
-//! | `session.rs` | sessions, their registry and expiry, [`SockjsRx`] / [`SockjsTx`] |
+//! | `session.rs` | sessions, their registry and expiry |
+//! | `link.rs` | [`SockjsRx`] / [`SockjsTx`], the halves the relay drives |
 //! | `frames.rs` | `o` / `h` / `a[...]` / `c[...]` frames and SockJS JSON escaping |
 //! | `receive.rs` | `xhr`, `xhr_streaming`, `eventsource`, `htmlfile`, `jsonp` |
 //! | `send.rs` | `xhr_send`, `jsonp_send` |
@@ -17,6 +18,7 @@
 mod frames;
 mod http;
 mod info;
+mod link;
 mod receive;
 mod send;
 mod session;
@@ -31,7 +33,7 @@ use ::http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 pub use frames::{close_frame, messages_frame, quote};
-pub use session::{SockjsRx, SockjsTx};
+pub use link::{SockjsRx, SockjsTx};
 
 use self::http as h;
 use crate::config::SockjsConfig;
@@ -39,6 +41,10 @@ use crate::transport::{ClientLink, ClientMeta, HttpBody, TransportKind};
 use receive::{Framer, Receiver};
 use send::SendKind;
 use session::{Lookup, Registry, SessionLimits};
+
+/// With `batch_messages`, a `recv` stops joining client messages once its chunk holds this
+/// many bytes (the plain WebSocket link's bound).
+const RECV_BATCH_BYTES: usize = 64 * 1024;
 
 /// Called once per new SockJS session, as it opens; the callee runs the session.
 pub type SessionSink = Arc<dyn Fn(ClientLink<SockjsRx, SockjsTx>) + Send + Sync>;
@@ -61,10 +67,19 @@ pub struct SockjsOptions {
     /// How long a send waits for queue room (or a WebSocket write) before the session is
     /// closed as too slow. Default 10 s.
     pub send_timeout: Duration,
-    /// Client messages buffered towards the relay per session. Default 256.
+    /// Client messages buffered towards the relay per session (with `batch_messages`: client
+    /// sends, each one `xhr_send` body or one WebSocket read's worth). Default 256.
     pub inbound_messages: usize,
     /// The `sockjs-client` script URL in the iframe page. Default [`DEFAULT_CLIENT_URL`].
     pub client_url: String,
+    /// Treat each session as a byte stream both ways, for a consumer that re-frames what it
+    /// reads and flushes what it sends (the STOMP relay). A [`SockjsRx::recv`] then returns
+    /// every client message already received, joined into one chunk, and a [`SockjsTx`] holds
+    /// the frames it is sent until its `flush`, so they reach the client as one `a[...]` frame:
+    /// the relay then writes one broker batch and one client write per burst, not one per
+    /// message. Off by default, for an application that reads one SockJS message per `recv`
+    /// and never flushes (the `sockjs_echo` example).
+    pub batch_messages: bool,
 }
 
 impl Default for SockjsOptions {
@@ -77,6 +92,7 @@ impl Default for SockjsOptions {
             send_timeout: Duration::from_secs(10),
             inbound_messages: 256,
             client_url: DEFAULT_CLIENT_URL.to_owned(),
+            batch_messages: false,
         }
     }
 }
@@ -159,6 +175,7 @@ impl Sockjs {
             queue_bytes: options.queue_bytes,
             send_timeout: options.send_timeout,
             inbound_messages: options.inbound_messages,
+            batch: options.batch_messages,
         };
         Arc::new(Sockjs {
             prefix: config.path.trim_end_matches('/').to_owned(),

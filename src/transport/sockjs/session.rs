@@ -1,6 +1,6 @@
 //! SockJS sessions: the state one session shares between its HTTP requests (or its WebSocket),
-//! the registry of polling/streaming sessions with their expiry, and the [`SockjsRx`] /
-//! [`SockjsTx`] halves the relay drives.
+//! and the registry of polling/streaming sessions with their expiry. The halves the relay
+//! drives, [`SockjsRx`] / [`SockjsTx`], are in `link.rs`.
 //!
 //! A session outlives any single request: messages for the client wait in a bounded outbox
 //! until a receiving request (at most one at a time) takes them. A session with no receiving
@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
 
 use super::frames;
-use crate::transport::{ClientRx, ClientTx, CloseCode, LinkError};
+use super::link::{join_messages, SockjsRx, SockjsTx};
+use crate::transport::{CloseCode, LinkError};
 
 /// Limits and timers one session obeys.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub(crate) struct SessionLimits {
     pub send_timeout: Duration,
     /// Capacity of the client-to-relay message channel.
     pub inbound_messages: usize,
+    /// Whether the session batches both ways (`SockjsOptions::batch_messages`).
+    pub batch: bool,
 }
 
 /// What a receiving request delivers next.
@@ -113,10 +116,8 @@ impl Session {
             limits,
             _live: LiveGuard(live.clone()),
         });
-        let rx = SockjsRx { rx: in_rx };
-        let tx = SockjsTx {
-            session: session.clone(),
-        };
+        let rx = SockjsRx::new(in_rx, session.limits.batch);
+        let tx = SockjsTx::new(session.clone());
         (session, rx, tx)
     }
 
@@ -204,20 +205,31 @@ impl Session {
         }
     }
 
-    /// Delivers client messages to the relay, waiting (bounded) for room.
+    /// Delivers client messages to the relay, waiting (bounded) for room; batching, as one
+    /// chunk.
     pub async fn push_inbound(&self, messages: Vec<String>) -> Result<(), LinkError> {
         let Some(tx) = self.inbound() else {
             return Err(LinkError::Gone);
         };
-        for m in messages {
-            let send = tx.send(Bytes::from(m));
-            match tokio::time::timeout(self.limits.send_timeout, send).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(LinkError::Gone),
-                Err(_) => return Err(LinkError::Overflow),
+        if self.limits.batch {
+            let chunk = join_messages(messages);
+            if chunk.is_empty() {
+                return Ok(());
             }
+            return self.send_inbound(&tx, chunk).await;
+        }
+        for m in messages {
+            self.send_inbound(&tx, Bytes::from(m)).await?;
         }
         Ok(())
+    }
+
+    async fn send_inbound(&self, tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> Result<(), LinkError> {
+        match tokio::time::timeout(self.limits.send_timeout, tx.send(chunk)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(LinkError::Gone),
+            Err(_) => Err(LinkError::Overflow),
+        }
     }
 
     /// The next event, without waiting; `None` when there is nothing to deliver.
@@ -284,6 +296,13 @@ impl Session {
         self.bump();
     }
 
+    /// Whether `queued` messages of `queued_bytes` leave room for one more of `len` bytes (one
+    /// message is always admitted into an empty queue).
+    fn fits(&self, queued: usize, queued_bytes: usize, len: usize) -> bool {
+        queued < self.limits.queue_messages
+            && (queued == 0 || queued_bytes + len <= self.limits.queue_bytes)
+    }
+
     /// Queues one message for the client if there is room.
     fn try_enqueue(&self, message: &mut Option<String>) -> Result<bool, LinkError> {
         let mut st = self.lock();
@@ -291,9 +310,7 @@ impl Session {
             return Err(LinkError::Gone);
         }
         let len = message.as_ref().map_or(0, String::len);
-        let room = st.outbox.len() < self.limits.queue_messages
-            && (st.outbox.is_empty() || st.outbox_bytes + len <= self.limits.queue_bytes);
-        if !room {
+        if !self.fits(st.outbox.len(), st.outbox_bytes, len) {
             return Ok(false);
         }
         if let Some(m) = message.take() {
@@ -303,6 +320,31 @@ impl Session {
         drop(st);
         self.bump();
         Ok(true)
+    }
+
+    /// Whether the outbox has room for a message of `len` bytes behind the `held` messages
+    /// (`held_bytes`) a batching sender keeps until its flush.
+    pub fn has_room(&self, held: usize, held_bytes: usize, len: usize) -> Result<bool, LinkError> {
+        let st = self.lock();
+        if st.closed.is_some() {
+            return Err(LinkError::Gone);
+        }
+        Ok(self.fits(st.outbox.len() + held, st.outbox_bytes + held_bytes, len))
+    }
+
+    /// Queues the messages a batching sender held (admitted by [`Session::has_room`]) with one
+    /// wake-up, so a receiver takes them as one `a[...]` frame.
+    pub fn enqueue_held(&self, held: &mut Vec<String>, held_bytes: usize) -> Result<(), LinkError> {
+        let mut st = self.lock();
+        if st.closed.is_some() {
+            held.clear();
+            return Err(LinkError::Gone);
+        }
+        st.outbox.extend(held.drain(..));
+        st.outbox_bytes += held_bytes;
+        drop(st);
+        self.bump();
+        Ok(())
     }
 
     /// Queues a message, waiting up to the send timeout for room; closes the session on
@@ -416,57 +458,10 @@ async fn watch_expiry(registry: Arc<Registry>, id: String, session: Arc<Session>
     session.expire();
 }
 
-/// The receiving half of a SockJS session: each client message as one chunk.
-pub struct SockjsRx {
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl ClientRx for SockjsRx {
-    async fn recv(&mut self) -> Result<Option<Bytes>, LinkError> {
-        Ok(self.rx.recv().await)
-    }
-}
-
-/// The sending half of a SockJS session: each STOMP frame as one SockJS message.
-pub struct SockjsTx {
-    session: Arc<Session>,
-}
-
-impl ClientTx for SockjsTx {
-    async fn send(&mut self, frame: Bytes) -> Result<(), LinkError> {
-        // SockJS carries text only; a frame that is not UTF-8 is sent with U+FFFD replacements.
-        let text = match String::from_utf8(frame.to_vec()) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        };
-        self.session.enqueue(text).await
-    }
-
-    async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), LinkError> {
-        self.session.close(code.code(), reason);
-        Ok(())
-    }
-}
-
-impl Drop for SockjsTx {
-    /// A sending half dropped without a close (a refused or failed session) still ends the
-    /// session, so the client learns of it instead of polling heartbeats forever.
-    fn drop(&mut self) {
-        self.session
-            .close(CloseCode::Internal.code(), "Session ended");
-    }
-}
-
-impl SockjsTx {
-    /// Closes with a raw SockJS close code (e.g. 3000), for applications other than the relay.
-    pub fn close_with(&self, code: u16, reason: &str) {
-        self.session.close(code, reason);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::{ClientRx, ClientTx};
 
     fn limits() -> SessionLimits {
         SessionLimits {
@@ -476,6 +471,7 @@ mod tests {
             queue_bytes: 10,
             send_timeout: Duration::from_secs(1),
             inbound_messages: 4,
+            batch: false,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -14,13 +14,13 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::http as h;
 use super::session::{Attach, Event, Session};
-use super::{frames, Sockjs};
-use crate::transport::{ClientLink, ClientMeta, HttpBody, LinkError};
+use super::{frames, Sockjs, RECV_BATCH_BYTES};
+use crate::transport::{ClientLink, ClientMeta, HttpBody};
 
 /// Time allowed between the 101 response and the upgraded connection being handed over.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -142,7 +142,12 @@ where
     let end = loop {
         tokio::select! {
             msg = stream.next() => {
-                if let Err(End::Client) = inbound(session, msg, raw).await {
+                let batch = session.limits().batch;
+                let (messages, ended) = read_messages(msg, &mut stream, raw, batch);
+                if !messages.is_empty() && session.push_inbound(messages).await.is_err() {
+                    break End::Client;
+                }
+                if ended {
                     break End::Client;
                 }
             }
@@ -171,32 +176,52 @@ where
     }
 }
 
-/// Handles one message from the client; `Err` ends the session.
-async fn inbound(
-    session: &Session,
-    msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-    raw: bool,
-) -> Result<(), End> {
-    let data: Bytes = match msg {
-        Some(Ok(Message::Text(t))) => t.into(),
-        Some(Ok(Message::Binary(b))) => b,
-        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Ok(()),
-        Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(End::Client),
-    };
-    let messages = if raw {
-        match String::from_utf8(data.to_vec()) {
-            Ok(s) => vec![s],
-            Err(_) => return Err(End::Client),
+/// One item of the client's WebSocket stream.
+type WsItem = Option<Result<Message, WsError>>;
+
+/// The client messages in `first` and, batching, in the WebSocket messages already received
+/// behind it (up to [`RECV_BATCH_BYTES`]), so they reach the relay as one chunk; `true` once
+/// the client closed, vanished or broke the protocol (after the messages before that).
+fn read_messages<S>(first: WsItem, stream: &mut S, raw: bool, batch: bool) -> (Vec<String>, bool)
+where
+    S: Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    let mut messages = Vec::new();
+    let mut bytes = 0;
+    let mut item = first;
+    loop {
+        let data: Option<Bytes> = match item {
+            Some(Ok(Message::Text(t))) => Some(t.into()),
+            Some(Ok(Message::Binary(b))) => Some(b),
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return (messages, true),
+        };
+        if let Some(data) = data {
+            bytes += data.len();
+            if push_messages(&mut messages, data, raw).is_err() {
+                return (messages, true);
+            }
         }
-    } else if data.is_empty() {
-        return Ok(());
-    } else {
-        frames::parse_messages(&data).map_err(|_| End::Client)?
-    };
-    session
-        .push_inbound(messages)
-        .await
-        .map_err(|_: LinkError| End::Client)
+        if !batch || bytes >= RECV_BATCH_BYTES {
+            return (messages, false);
+        }
+        // Only what is already here: a pending poll leaves the next read to the pump's select.
+        match stream.next().now_or_never() {
+            Some(next) => item = next,
+            None => return (messages, false),
+        }
+    }
+}
+
+/// Appends the client messages in one WebSocket message: itself on the raw endpoint, else its
+/// SockJS JSON (an empty message carries none).
+fn push_messages(messages: &mut Vec<String>, data: Bytes, raw: bool) -> Result<(), ()> {
+    if raw {
+        messages.push(String::from_utf8(data.into()).map_err(drop)?);
+    } else if !data.is_empty() {
+        messages.extend(frames::parse_messages(&data).map_err(drop)?);
+    }
+    Ok(())
 }
 
 /// The WebSocket messages for one session event, and whether it is the last.
@@ -254,6 +279,59 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(ok, "HSmrc0sMlYUkAGmm5OPpG2HaGWk=");
+    }
+
+    fn items(v: Vec<Message>) -> futures_util::stream::Iter<std::vec::IntoIter<WsItemOk>> {
+        futures_util::stream::iter(v.into_iter().map(Ok).collect::<Vec<_>>())
+    }
+
+    type WsItemOk = Result<Message, WsError>;
+
+    #[test]
+    fn batching_reads_every_message_already_received_and_the_close_behind_them() {
+        let first = Some(Ok(Message::text(r#"["a"]"#)));
+        let mut rest = items(vec![
+            Message::text(r#"["b","c"]"#),
+            Message::Ping(Bytes::new()),
+            Message::text(""),
+            Message::text(r#""d""#),
+            Message::Close(None),
+            Message::text(r#"["late"]"#),
+        ]);
+        let (messages, ended) = read_messages(first, &mut rest, false, true);
+        assert_eq!(messages, ["a", "b", "c", "d"]);
+        assert!(ended, "the close behind the batch must end the session");
+    }
+
+    #[test]
+    fn batching_stops_at_what_is_not_yet_here_and_keeps_what_came_before_bad_json() {
+        let a = || Some(Ok(Message::text(r#"["a"]"#)));
+        let mut pending = futures_util::stream::pending::<WsItemOk>();
+        assert_eq!(
+            read_messages(a(), &mut pending, false, true),
+            (vec!["a".to_owned()], false)
+        );
+        let mut bad = items(vec![Message::text(r#"["b"]"#), Message::text(r#"["c"#)]);
+        let (messages, ended) = read_messages(a(), &mut bad, false, true);
+        assert_eq!(
+            (messages, ended),
+            (vec!["a".to_owned(), "b".to_owned()], true)
+        );
+        let mut raw = items(vec![Message::Ping(Bytes::new()), Message::text("y")]);
+        let (messages, _) = read_messages(Some(Ok(Message::text("x"))), &mut raw, true, true);
+        assert_eq!(messages, ["x", "y"]);
+    }
+
+    #[test]
+    fn unbatched_reads_one_message_at_a_time() {
+        let first = Some(Ok(Message::text(r#"["a","b"]"#)));
+        let mut rest = items(vec![Message::text(r#"["c"]"#)]);
+        assert_eq!(
+            read_messages(first, &mut rest, false, false),
+            (vec!["a".to_owned(), "b".to_owned()], false)
+        );
+        let next = read_messages(rest.next().now_or_never().unwrap(), &mut rest, false, false);
+        assert_eq!(next, (vec!["c".to_owned()], false));
     }
 
     #[test]

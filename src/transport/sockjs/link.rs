@@ -1,0 +1,284 @@
+//! [`SockjsRx`] / [`SockjsTx`]: the halves of a session the relay drives. Without
+//! `batch_messages` each `recv` is one client message and each `send` reaches the client at
+//! once; with it, both carry whole bursts (see [`super::SockjsOptions::batch_messages`]).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+use super::session::Session;
+use super::RECV_BATCH_BYTES;
+use crate::transport::{ClientRx, ClientTx, CloseCode, LinkError};
+
+/// The receiving half of a SockJS session: client messages, one per chunk or (batching) joined.
+pub struct SockjsRx {
+    rx: mpsc::Receiver<Bytes>,
+    batch: bool,
+}
+
+impl SockjsRx {
+    pub(super) fn new(rx: mpsc::Receiver<Bytes>, batch: bool) -> SockjsRx {
+        SockjsRx { rx, batch }
+    }
+}
+
+impl ClientRx for SockjsRx {
+    /// The next client message; batching, joined with those already queued behind it (up to
+    /// [`RECV_BATCH_BYTES`]) so the relay decodes them as one chunk and writes them to the
+    /// broker at once. The end of the session stays queued behind them for the next call.
+    async fn recv(&mut self) -> Result<Option<Bytes>, LinkError> {
+        let Some(first) = self.rx.recv().await else {
+            return Ok(None);
+        };
+        if !self.batch {
+            return Ok(Some(first));
+        }
+        let mut batch: Option<BytesMut> = None;
+        while batch.as_ref().map_or(first.len(), BytesMut::len) < RECV_BATCH_BYTES {
+            // Only what is already here; an empty or closed channel is the next call's business.
+            let Ok(more) = self.rx.try_recv() else {
+                break;
+            };
+            append(&mut batch, &first, &more);
+        }
+        Ok(Some(batch.map_or(first, BytesMut::freeze)))
+    }
+}
+
+/// Appends one more chunk to a batch that starts with `first`.
+fn append(batch: &mut Option<BytesMut>, first: &Bytes, more: &[u8]) {
+    let batch = batch.get_or_insert_with(|| {
+        let mut b = BytesMut::with_capacity(first.len() + more.len());
+        b.extend_from_slice(first);
+        b
+    });
+    batch.extend_from_slice(more);
+}
+
+/// Client messages as one chunk, in order (one message is handed over without a copy).
+pub(super) fn join_messages(mut messages: Vec<String>) -> Bytes {
+    if messages.len() == 1 {
+        return messages.pop().map(Bytes::from).unwrap_or_default();
+    }
+    let mut out = BytesMut::with_capacity(messages.iter().map(String::len).sum());
+    for m in &messages {
+        out.extend_from_slice(m.as_bytes());
+    }
+    out.freeze()
+}
+
+/// The sending half of a SockJS session: each STOMP frame as one SockJS message.
+pub struct SockjsTx {
+    session: Arc<Session>,
+    /// Frames sent since the last flush (batching only); counted against the outbox limits.
+    held: Vec<String>,
+    held_bytes: usize,
+}
+
+impl SockjsTx {
+    pub(super) fn new(session: Arc<Session>) -> SockjsTx {
+        SockjsTx {
+            session,
+            held: Vec::new(),
+            held_bytes: 0,
+        }
+    }
+
+    /// Closes with a raw SockJS close code (e.g. 3000), for applications other than the relay.
+    /// Batching, frames not yet flushed are dropped.
+    pub fn close_with(&self, code: u16, reason: &str) {
+        self.session.close(code, reason);
+    }
+
+    /// Moves the held frames into the outbox, with one wake-up for the session's receiver.
+    fn release_held(&mut self) -> Result<(), LinkError> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let bytes = std::mem::take(&mut self.held_bytes);
+        self.session.enqueue_held(&mut self.held, bytes)
+    }
+}
+
+impl ClientTx for SockjsTx {
+    /// Queues one frame for the client; batching, holds it until `flush` while the outbox has
+    /// room for it and the frames held before it.
+    async fn send(&mut self, frame: Bytes) -> Result<(), LinkError> {
+        // SockJS carries text only; a frame that is not UTF-8 is sent with U+FFFD replacements.
+        let text = match String::from_utf8(frame.into()) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        if !self.session.limits().batch {
+            return self.session.enqueue(text).await;
+        }
+        if self
+            .session
+            .has_room(self.held.len(), self.held_bytes, text.len())?
+        {
+            self.held_bytes += text.len();
+            self.held.push(text);
+            return Ok(());
+        }
+        // Full: what is held goes out first, then this frame waits for room as unbatched.
+        self.release_held()?;
+        self.session.enqueue(text).await
+    }
+
+    async fn flush(&mut self) -> Result<(), LinkError> {
+        self.release_held()
+    }
+
+    async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), LinkError> {
+        // The relay sends its ERROR frame and closes without a flush in between.
+        let _ = self.release_held();
+        self.session.close(code.code(), reason);
+        Ok(())
+    }
+}
+
+impl Drop for SockjsTx {
+    /// A sending half dropped without a close (a refused or failed session) still ends the
+    /// session, so the client learns of it instead of polling heartbeats forever.
+    fn drop(&mut self) {
+        let _ = self.release_held();
+        self.session
+            .close(CloseCode::Internal.code(), "Session ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::transport::sockjs::session::{Event, SessionLimits};
+
+    fn limits(batch: bool) -> SessionLimits {
+        SessionLimits {
+            heartbeat: Duration::from_secs(25),
+            disconnect_delay: Duration::from_secs(5),
+            queue_messages: 3,
+            queue_bytes: 10,
+            send_timeout: Duration::from_secs(1),
+            inbound_messages: 8,
+            batch,
+        }
+    }
+
+    fn session(batch: bool) -> (Arc<Session>, SockjsRx, SockjsTx) {
+        Session::new(limits(batch), &Arc::new(AtomicUsize::new(0)))
+    }
+
+    async fn next(s: &Session) -> Event {
+        let sleep = tokio::time::sleep(s.limits().heartbeat);
+        tokio::pin!(sleep);
+        let mut w = s.subscribe();
+        s.next_event(&mut w, sleep).await
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn batching_recv_joins_everything_queued_in_order_then_sees_the_close() {
+        let (s, mut rx, _tx) = session(true);
+        s.push_inbound(strings(&["SEND\n\n\0", "SEND"]))
+            .await
+            .unwrap();
+        s.push_inbound(strings(&["\n\n\0"])).await.unwrap();
+        s.push_inbound(strings(&["", "\n"])).await.unwrap();
+        s.close(1000, "bye");
+        let chunk = rx.recv().await.unwrap().unwrap();
+        assert_eq!(&chunk[..], b"SEND\n\n\0SEND\n\n\0\n");
+        assert_eq!(rx.recv().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn unbatched_recv_keeps_one_message_per_chunk() {
+        let (s, mut rx, _tx) = session(false);
+        s.push_inbound(strings(&["a", "b"])).await.unwrap();
+        s.close(1000, "bye");
+        assert_eq!(rx.recv().await.unwrap(), Some(Bytes::from_static(b"a")));
+        assert_eq!(rx.recv().await.unwrap(), Some(Bytes::from_static(b"b")));
+        assert_eq!(rx.recv().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn batching_recv_stops_joining_at_the_batch_limit() {
+        let (s, mut rx, _tx) = session(true);
+        let big = "x".repeat(RECV_BATCH_BYTES - 1);
+        for m in [big.as_str(), "y", "z"] {
+            s.push_inbound(strings(&[m])).await.unwrap();
+        }
+        assert_eq!(rx.recv().await.unwrap().unwrap().len(), RECV_BATCH_BYTES);
+        assert_eq!(rx.recv().await.unwrap(), Some(Bytes::from_static(b"z")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batching_send_holds_frames_until_flush_then_wakes_the_receiver_once() {
+        let (s, _rx, mut tx) = session(true);
+        assert_eq!(next(&s).await, Event::Open);
+        let mut changes = s.subscribe();
+        changes.borrow_and_update();
+        tx.send(Bytes::from_static(b"a")).await.unwrap();
+        tx.send(Bytes::from_static(b"b")).await.unwrap();
+        assert!(
+            !changes.has_changed().unwrap(),
+            "nothing reaches the session before flush"
+        );
+        tx.flush().await.unwrap();
+        assert!(changes.has_changed().unwrap());
+        assert_eq!(next(&s).await, Event::Messages(strings(&["a", "b"])));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batching_close_delivers_held_frames_before_the_close() {
+        let (s, _rx, mut tx) = session(true);
+        tx.send(Bytes::from_static(b"ERROR")).await.unwrap();
+        tx.close(CloseCode::Policy, "no").await.unwrap();
+        assert_eq!(next(&s).await, Event::Open);
+        assert_eq!(next(&s).await, Event::Messages(strings(&["ERROR"])));
+        assert_eq!(next(&s).await, Event::Close(1008, "no".into()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batching_send_counts_held_frames_against_the_outbox_limits() {
+        let (s, _rx, mut tx) = session(true);
+        for m in ["a", "b", "c"] {
+            tx.send(Bytes::from(m)).await.unwrap();
+        }
+        // Three held fill the queue: the fourth hands them over and then finds no room.
+        let err = tx.send(Bytes::from_static(b"d")).await.unwrap_err();
+        assert!(matches!(err, LinkError::Overflow));
+        assert_eq!(next(&s).await, Event::Open);
+        assert_eq!(next(&s).await, Event::Messages(strings(&["a", "b", "c"])));
+        assert_eq!(next(&s).await, Event::Close(1011, "Client too slow".into()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batching_send_respects_the_byte_cap_with_held_frames() {
+        let (s, _rx, mut tx) = session(true);
+        tx.send(Bytes::from_static(b"123456")).await.unwrap();
+        let waiting = tokio::spawn(async move {
+            tx.send(Bytes::from_static(b"7890x")).await?;
+            tx.flush().await
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(next(&s).await, Event::Open);
+        // 6 + 5 bytes exceed the 10-byte cap: the first went out alone.
+        assert_eq!(next(&s).await, Event::Messages(strings(&["123456"])));
+        waiting.await.unwrap().unwrap();
+        assert_eq!(next(&s).await, Event::Messages(strings(&["7890x"])));
+    }
+
+    #[test]
+    fn joins_messages_in_order() {
+        assert_eq!(join_messages(strings(&["a", "", "bc"])), "abc");
+        assert_eq!(join_messages(strings(&["one"])), "one");
+        assert!(join_messages(Vec::new()).is_empty());
+    }
+}
