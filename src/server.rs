@@ -413,6 +413,8 @@ impl Sessions {
         let options = SockjsOptions {
             max_sessions: config.max_connections,
             max_body_bytes: ws::max_message_bytes(limits.max_header_bytes, limits.max_body_bytes),
+            // The relay decodes chunks and flushes per batch, like the WebSocket link.
+            batch_messages: true,
             ..SockjsOptions::default()
         };
         let origins = config.allowed_origins.clone();
