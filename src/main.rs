@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     }
     stompgate::logging::init(config.log_format, config.log.as_deref());
     // Accept loops, the admin API and reloads; client connections run on their own threads
-    // (`--worker-threads`, `stompgate::shards`).
+    // (`--worker-threads`, default half the CPUs; `stompgate::shards`).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
