@@ -94,7 +94,8 @@ struct RunArgs {
     /// Body bytes (large: default 1048576; else 100).
     #[arg(long)]
     body_bytes: Option<usize>,
-    /// Seconds to publish (or to hold idle sessions; handshake: the time limit).
+    /// Seconds to publish (idle: to hold the sessions once all are open; SIGUSR1 ends the hold
+    /// early, with the report; handshake: the time limit).
     #[arg(long, default_value_t = 10.0)]
     secs: f64,
     /// Stop after this many messages.

@@ -79,6 +79,8 @@ pub struct Report {
     pub process: Option<Process>,
     /// The handshake scenario's figures.
     pub handshakes: Option<Figures>,
+    /// Idle: seconds from the first connect until every session was CONNECTED (or failed).
+    pub open_secs: Option<f64>,
 }
 
 impl Report {
@@ -106,6 +108,7 @@ impl Report {
             heartbeats: 0,
             process: None,
             handshakes: None,
+            open_secs: None,
         }
     }
 
@@ -210,6 +213,13 @@ impl Report {
                 self.sent, self.delivered, self.lost, self.publish_secs, self.delivered_per_sec,
                 self.mb_per_sec, self.latency.p50_us, self.latency.p99_us, self.latency.p999_us,
                 self.latency.max_us
+            );
+        }
+        if let Some(secs) = self.open_secs {
+            s += &format!(
+                "  opened in {secs:.2}s ({:.0} sessions/s), {} heart-beats received\n",
+                self.sessions as f64 / secs.max(1e-6),
+                self.heartbeats
             );
         }
         if let Some(p) = &self.process {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -269,10 +270,20 @@ async fn drain(groups: &[(Arc<Group>, usize, usize)]) {
 
 async fn run_idle(opts: RunOptions) -> Report {
     let shared = Shared::new(0);
+    // Registered before any session opens, so an early SIGUSR1 cannot kill the run.
+    let mut end_early = hold_signal();
     let baseline = opts.pid.and_then(procstat::sample);
     let group = Group::new(opts.destination.clone(), 0);
+    let started = Instant::now();
     let opened = open_many(&opts, &shared, vec![(group, opts.connections)], 0, false).await;
+    let open_secs = started.elapsed().as_secs_f64();
     let sessions = opened.len();
+    // Scripts that hold sessions from several processes wait for this line from each.
+    eprintln!(
+        "opened {sessions} sessions ({} failed) in {open_secs:.2}s",
+        opts.connections - sessions
+    );
+    let deadline = tokio::time::Instant::now() + opts.duration;
     let (stop_tx, stop_rx) = watch::channel(false);
     let every =
         (opts.creds.heartbeat_ms > 0).then(|| Duration::from_millis(opts.creds.heartbeat_ms));
@@ -280,9 +291,12 @@ async fn run_idle(opts: RunOptions) -> Report {
     for (_, w, r) in opened {
         set.spawn(roles::idle(w, r, every, shared.clone(), stop_rx.clone()));
     }
-    tokio::time::sleep(IDLE_SETTLE).await;
+    let settle = tokio::time::Instant::now() + IDLE_SETTLE;
+    let signalled = hold_until(settle, &mut end_early).await;
     let loaded: Option<Sample> = opts.pid.and_then(procstat::sample);
-    tokio::time::sleep(opts.duration.saturating_sub(IDLE_SETTLE)).await;
+    if !signalled {
+        hold_until(deadline, &mut end_early).await;
+    }
     let end = opts.pid.and_then(procstat::sample);
     let _ = stop_tx.send(true);
     let mut heartbeats = 0;
@@ -291,5 +305,25 @@ async fn run_idle(opts: RunOptions) -> Report {
     }
     let mut report = Report::new(&opts, sessions, &shared);
     report.idle(baseline, loaded, end, heartbeats);
+    report.open_secs = Some(open_secs);
     report
+}
+
+/// SIGUSR1, which ends an idle hold before `--secs` (`None` if it cannot be watched).
+fn hold_signal() -> Option<Signal> {
+    signal(SignalKind::user_defined1()).ok()
+}
+
+/// Waits until `deadline` or SIGUSR1, whichever comes first; true on the signal.
+async fn hold_until(deadline: tokio::time::Instant, sig: &mut Option<Signal>) -> bool {
+    let received = async {
+        match sig {
+            Some(s) => s.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::sleep_until(deadline) => false,
+        _ = received => true,
+    }
 }
