@@ -195,6 +195,55 @@ impl Listener {
     /// Accepts and serves connections until `stop` fires, then closes the socket. Open
     /// connections run on `conns`; on `stop` they finish their current request and end.
     pub async fn serve<H: Handler>(self, handler: H, stop: CancellationToken, conns: TaskTracker) {
+        let accept = Accept {
+            tls: self.tls,
+            slots: self.slots,
+            metrics: self.metrics,
+        };
+        let Some(shards) = self.shards else {
+            return accept.run(self.tcp, handler, stop, conns).await;
+        };
+        // Every connection thread accepts on its own copy of the listening socket, so a thread
+        // takes new connections only when it is free to (busy ones leave them to the others, or
+        // in the backlog), and a connection never changes threads.
+        let listener = match self.tcp.into_std() {
+            Ok(listener) => listener,
+            Err(e) => return warn!(cause = %e, "listening socket could not be handed over"),
+        };
+        let loops = shards.spawn_each(|_| {
+            let copy = listener.try_clone();
+            let (accept, handler) = (accept.clone(), handler.clone());
+            let (stop, conns) = (stop.clone(), conns.clone());
+            async move {
+                match copy.and_then(TcpListener::from_std) {
+                    Ok(tcp) => accept.run(tcp, handler, stop, conns).await,
+                    Err(e) => warn!(cause = %e, "listening socket could not be registered"),
+                }
+            }
+        });
+        for accept_loop in loops {
+            let _ = accept_loop.await;
+        }
+    }
+}
+
+/// What an accept loop needs besides its socket.
+#[derive(Clone)]
+struct Accept {
+    tls: Option<Arc<ServerTls>>,
+    slots: Arc<Semaphore>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+impl Accept {
+    /// Accepts until `stop` fires; every connection runs on this runtime, tracked by `conns`.
+    async fn run<H: Handler>(
+        self,
+        tcp: TcpListener,
+        handler: H,
+        stop: CancellationToken,
+        conns: TaskTracker,
+    ) {
         loop {
             let slot = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -205,7 +254,7 @@ impl Listener {
             };
             let (tcp, peer) = tokio::select! {
                 _ = stop.cancelled() => return,
-                accepted = self.tcp.accept() => match accepted {
+                accepted = tcp.accept() => match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
                         accept_error(e).await;
@@ -217,27 +266,8 @@ impl Listener {
             let id = next_conn_id();
             let span = info_span!("conn", id, %peer);
             let tls = self.tls.clone().map(|t| (t, self.metrics.clone()));
-            let (handler, stop) = (handler.clone(), stop.clone());
-            let Some(shards) = &self.shards else {
-                let served = serve_tcp(tcp, peer, id, tls, slot, handler, stop);
-                conns.spawn(served.instrument(span));
-                continue;
-            };
-            // The socket moves to the shard's event loop: registered there, not here.
-            let tcp = match tcp.into_std() {
-                Ok(tcp) => tcp,
-                Err(e) => {
-                    debug!(cause = %e, "accepted socket could not be handed over");
-                    continue;
-                }
-            };
-            let served = async move {
-                match TcpStream::from_std(tcp) {
-                    Ok(tcp) => serve_tcp(tcp, peer, id, tls, slot, handler, stop).await,
-                    Err(e) => debug!(cause = %e, "accepted socket could not be registered"),
-                }
-            };
-            shards.spawn(conns.track_future(served.instrument(span)));
+            let served = serve_tcp(tcp, peer, id, tls, slot, handler.clone(), stop.clone());
+            conns.spawn(served.instrument(span));
         }
     }
 }
