@@ -1,14 +1,14 @@
 //! Connection threads: N single-threaded tokio runtimes ("shards"), each with its own event
-//! loop and timers, and a connection pinned to the one it was given.
+//! loop and timers, and a connection pinned to the one that accepted it.
 //!
 //! Why not one work-stealing runtime: a relayed message costs the gateway a socket read and a
 //! write on each side, a few microseconds; on tokio's multi-thread scheduler each wake-up also
-//! wakes a parked peer worker to steal (a futex and a context switch), which measured as a
-//! third of the gateway's CPU per message in front of RabbitMQ on two cores (28 µs/msg with
-//! two workers, 19.5 µs with one; docs/PERFORMANCE.md "Connection threads"). A session's two
-//! sockets, its pumps and its timers all belong to one thread here, so nothing crosses threads
-//! per message, and the gateway still uses every core across sessions (as nginx or Envoy
-//! workers do).
+//! woke a parked peer worker to look for work to steal (a futex and a context switch). In
+//! front of RabbitMQ on two cores that put the gateway at 31.6 µs of CPU per message; with one
+//! connection thread it is 19.2 µs, and RabbitMQ, sharing the cores, carries 30 % more
+//! (docs/PERFORMANCE.md, "Connection threads"). A session's two sockets, its pumps and its
+//! timers all belong to one thread, so nothing crosses threads per message, and with several
+//! threads the gateway still uses several cores across sessions (as nginx or Envoy workers do).
 //!
 //! Each shard runs its own accept loop on a copy of the client listening socket
 //! (`server::Listener::serve`): a thread takes a connection only when it is free to, so a busy
