@@ -41,6 +41,8 @@ pub(super) async fn run<R: ClientRx, T: ClientTx>(
         broker_idle,
     } = up;
     let (mut broker_rd, mut broker_wr) = tokio::io::split(stream);
+    // Deliveries are forwarded as they came; only a traced session looks at their headers.
+    decoder.skim_messages(true);
     // Set by client_to_broker when DISCONNECT asked for a receipt; broker_to_client ends the
     // session once that RECEIPT has been delivered.
     let disconnect_receipt = OnceLock::new();

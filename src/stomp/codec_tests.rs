@@ -526,3 +526,68 @@ fn large_frames_arrive_one_byte_at_a_time() {
     assert_eq!(frames.len(), 2);
     assert!(frames.iter().all(|f| f.body == body));
 }
+
+/// Decodes `input` whole with MESSAGE skimming on.
+fn decode_skimmed(input: &[u8], limits: Limits) -> Result<Vec<Frame>, DecodeError> {
+    let mut decoder = Decoder::new(limits);
+    decoder.set_version(Version::V1_2);
+    decoder.skim_messages(true);
+    let mut buf = BytesMut::from(input);
+    let mut frames = Vec::new();
+    while let Some(item) = decoder.decode(&mut buf)? {
+        if let Item::Frame(f) = item {
+            frames.push(f);
+        }
+    }
+    Ok(frames)
+}
+
+#[test]
+fn skimmed_messages_keep_raw_bytes_and_body_and_reparse_to_the_full_frame() {
+    let wire = b"MESSAGE\nsubscription:0\nmessage-id:m\\c1\ndestination:/queue/a\ncontent-length:3\n\nb\0c\0\
+RECEIPT\nreceipt-id:r1\n\n\0MESSAGE\ndestination:/queue/b\n\nxyz\0";
+    let frames = decode_skimmed(wire, Limits::default()).unwrap();
+    assert_eq!(frames.len(), 3);
+    let (first, receipt, last) = (&frames[0], &frames[1], &frames[2]);
+    // MESSAGE frames come without a header list; other commands keep theirs.
+    assert!(first.headers().is_empty() && last.headers().is_empty());
+    assert_eq!(receipt.header("receipt-id"), Some("r1"));
+    assert_eq!(&first.body[..], b"b\0c");
+    assert_eq!(&last.body[..], b"xyz");
+    let want = decode(wire, Version::V1_2);
+    let full = want.frames();
+    assert_eq!(first.raw(), full[0].raw());
+    assert_eq!(last.raw(), full[2].raw());
+    // Reparsing gives the same headers as a full decode (1.2 unescaping of `\c`).
+    let again = reparse(first, Version::V1_2).expect("skimmed frame reparses");
+    assert_eq!(again.headers(), full[0].headers());
+    assert_eq!(again.header("message-id"), Some("m:1"));
+    assert!(
+        reparse(receipt, Version::V1_2).is_none(),
+        "kept its headers"
+    );
+}
+
+#[test]
+fn skimmed_messages_are_still_checked_against_limits_and_syntax() {
+    let too_many = b"MESSAGE\na:1\nb:2\nc:3\n\n\0";
+    assert!(matches!(
+        decode_skimmed(too_many, limits(1024, 2, 1024)),
+        Err(DecodeError::TooManyHeaders { limit: 2 })
+    ));
+    let no_colon = b"MESSAGE\nbroken\n\n\0";
+    assert_eq!(
+        decode_skimmed(no_colon, Limits::default()).unwrap_err(),
+        DecodeError::HeaderWithoutColon
+    );
+    let bad_escape = b"MESSAGE\na:\\x\n\n\0";
+    assert!(matches!(
+        decode_skimmed(bad_escape, Limits::default()),
+        Err(DecodeError::BadEscape { .. })
+    ));
+    let too_long = b"MESSAGE\ncontent-length:5000\n\n";
+    assert!(matches!(
+        decode_skimmed(too_long, limits(1024, 8, 1024)),
+        Err(DecodeError::BodyTooLarge { limit: 1024 })
+    ));
+}

@@ -148,6 +148,8 @@ pub struct Decoder {
     command: Option<Command>,
     headers: Vec<(Part, Part)>,
     content_length: Option<usize>,
+    /// Leave `MESSAGE` frames' headers in their raw bytes (see [`Decoder::skim_messages`]).
+    skim_messages: bool,
 }
 
 impl Decoder {
@@ -160,7 +162,17 @@ impl Decoder {
             command: None,
             headers: Vec::new(),
             content_length: None,
+            skim_messages: false,
         }
+    }
+
+    /// With `skim`, a `MESSAGE` frame is checked as usual (command, limits, header syntax and
+    /// escapes, `content-length`) but yielded without its header list: [`Frame::headers`] is
+    /// empty and [`Frame::raw`] holds them. For a relay that forwards broker deliveries as they
+    /// came and never reads their headers, this saves building one `Bytes` per header for the
+    /// most frequent frame; [`reparse`] gives the headers back when they are wanted.
+    pub fn skim_messages(&mut self, skim: bool) {
+        self.skim_messages = skim;
     }
 
     /// Sets the negotiated version (decides header unescaping). Takes effect for frames whose
@@ -417,18 +429,41 @@ impl Decoder {
     /// Splits the whole frame (through its NUL) off the buffer and assembles it.
     fn take_frame(&mut self, buf: &mut BytesMut, body_start: usize, nul: usize) -> Frame {
         let raw = buf.split_to(nul + 1).freeze();
-        let headers = self
-            .headers
-            .drain(..)
-            .map(|(n, v)| Header {
-                name: n.resolve(&raw),
-                value: v.resolve(&raw),
-            })
-            .collect();
+        let headers = if self.skim_messages && self.command == Some(Command::Message) {
+            self.headers.clear();
+            Vec::new()
+        } else {
+            (self.headers.drain(..))
+                .map(|(n, v)| Header {
+                    name: n.resolve(&raw),
+                    value: v.resolve(&raw),
+                })
+                .collect()
+        };
         let body = raw.slice(body_start..nul);
         let command = self.command.take().unwrap_or(Command::Send);
         self.reset();
         Frame::from_parts(command, headers, body, Some(raw))
+    }
+}
+
+/// A skimmed frame (see [`Decoder::skim_messages`]) decoded again from its raw bytes, headers
+/// included, with `version`'s unescaping. `None` when the frame kept its headers or has no raw
+/// bytes, or (not expected: it was checked once) when they do not decode again.
+pub fn reparse(frame: &Frame, version: Version) -> Option<Frame> {
+    let raw = frame.raw()?;
+    if !frame.headers().is_empty() {
+        return None;
+    }
+    let mut decoder = Decoder::new(Limits {
+        max_header_bytes: raw.len(),
+        max_headers: usize::MAX,
+        max_body_bytes: raw.len(),
+    });
+    decoder.set_version(version);
+    match decoder.decode(&mut BytesMut::from(&raw[..])) {
+        Ok(Some(Item::Frame(full))) => Some(full),
+        _ => None,
     }
 }
 
