@@ -35,12 +35,7 @@ port_open 61613 || die "RabbitMQ STOMP is not listening on 61613 (scripts/setup-
 
 WORK=$(mktemp -d /tmp/bench-ab.XXXXXX)
 RESULTS=$WORK/results.jsonl
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+trap kill_started EXIT
 
 start_bg fake "$LOAD" fake-broker --listen 127.0.0.1:0 --lifetime-secs $((REPS * SECS * 8 * (${#VARIANTS[@]} + 1) + 120))
 FAKE=$ADDR

@@ -38,12 +38,7 @@ LOAD=target/release/stompgate-load
 GW=target/release/stompgate
 WORK=$(mktemp -d /tmp/bench-compare.XXXXXX)
 RESULTS=$WORK/results.jsonl
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+trap kill_started EXIT
 
 section "build (release)"
 if (( BUILD )); then

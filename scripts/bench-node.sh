@@ -40,12 +40,7 @@ GW=target/release/stompgate
 LOADJS=tests/js/bench/node-load.mjs
 WORK=$(mktemp -d /tmp/bench-node.XXXXXX)
 RESULTS=$WORK/results.jsonl
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+trap kill_started EXIT
 
 section "build (release)"
 (( BUILD )) && cargo build --release -p stompgate --bin stompgate >&2

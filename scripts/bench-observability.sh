@@ -26,10 +26,8 @@ BUILD_TIMEOUT_SECS=1800
 WORK=$(mktemp -d /tmp/bench-obs.XXXXXX)
 TREE_ON=$WORK/src-on
 TREE=$WORK/src-off
-PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  kill_started
   git worktree remove --force "$TREE_ON" 2>/dev/null || true
   git worktree remove --force "$TREE" 2>/dev/null || true
 }

@@ -64,20 +64,7 @@ GW=target/release/stompgate
 LOAD=target/release/stompgate-load
 
 WORK=$(mktemp -d /tmp/bench-sessions.XXXXXX)
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
-    local alive=0
-    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    ((alive)) || break
-    sleep 0.1
-  done
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+trap kill_started EXIT
 trap 'exit 130' INT TERM
 
 now() { printf '%s' "$EPOCHREALTIME"; }

@@ -64,10 +64,8 @@ LOAD=$TARGET/release/stompgate-load
 GW=$TARGET/release/stompgate
 WORK=$(mktemp -d /tmp/bench-tls.XXXXXX)
 RESULTS=$WORK/results.jsonl
-PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  kill_started
   rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -71,6 +71,23 @@ apt_install() {
     || { apt_get update && apt_get install -y "${missing[@]}"; }
 }
 
+# PIDS: the background processes a script started (start_bg appends to it). kill_started
+# sends them SIGTERM, gives them up to 5 s to exit, then SIGKILLs what is left and reaps all;
+# scripts run it on EXIT (`trap kill_started EXIT`, or from their own cleanup).
+PIDS=()
+kill_started() {
+  local p alive
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+
 # start_bg NAME CMD...: starts CMD in the background (stdout/stderr in $WORK/NAME.out/.err),
 # appends its pid to PIDS and sets LASTPID, waits up to 30 s for its first `listening ROLE ADDR`
 # line with ROLE matching START_BG_ROLES (a grep BRE alternation; default `client\|fake-broker`)
