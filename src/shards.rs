@@ -50,16 +50,6 @@ impl Shards {
         Ok(Shards { shards, stop })
     }
 
-    /// The number of connection threads.
-    pub fn len(&self) -> usize {
-        self.shards.len()
-    }
-
-    /// Always false: there is at least one thread.
-    pub fn is_empty(&self) -> bool {
-        self.shards.is_empty()
-    }
-
     /// Runs `make(i)`'s future on thread `i`, for every thread (an accept loop each, say).
     /// Sockets the future opens or adopts (`from_std`) are driven by that thread's event loop.
     pub fn spawn_each<F, Fut>(&self, mut make: F) -> Vec<JoinHandle<()>>
