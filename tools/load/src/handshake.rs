@@ -43,7 +43,8 @@ pub enum Stage {
     /// TCP connect and the TLS handshake (just the TCP connect on a plain `ws://` target).
     #[default]
     Tls,
-    /// ... and the WebSocket upgrade (SockJS: its `o` frame too).
+    /// ... and the WebSocket upgrade (SockJS: its `o` frame too; `sockjs+xhr`: the streaming
+    /// request up to its `o` frame, no upgrade).
     Ws,
     /// ... and STOMP CONNECT / CONNECTED.
     Stomp,
@@ -203,12 +204,16 @@ async fn attempt(
     if stage == Stage::Tls {
         return Ok(Held::Stream(stream));
     }
-    let ws = dialer.upgrade(stream, n).await?;
-    if stage == Stage::Ws && !dialer.is_sockjs() {
-        return Ok(Held::Ws(Box::new(ws)));
-    }
-    // SockJS's handshake ends with its `o` frame, which `link` waits for.
-    let (tx, rx) = dialer.link(ws).await?;
+    // SockJS's handshake ends with its `o` frame, which `link` and `xhr_link` wait for.
+    let (tx, rx) = if dialer.is_xhr() {
+        dialer.xhr_link(stream, n).await?
+    } else {
+        let ws = dialer.upgrade(stream, n).await?;
+        if stage == Stage::Ws && !dialer.is_sockjs() {
+            return Ok(Held::Ws(Box::new(ws)));
+        }
+        dialer.link(ws).await?
+    };
     let (w, r) = match stage {
         Stage::Stomp => session::connect_link(tx, rx, creds, MAX_REPLY_BYTES).await?,
         _ => session::unconnected(tx, rx, MAX_REPLY_BYTES),

@@ -1,10 +1,11 @@
-//! Client transports: WebSocket (plain or TLS), SockJS over its WebSocket transport, and plain
-//! TCP. Each gives a [`Tx`] that sends one STOMP frame at a time and an [`Rx`] that yields the
+//! Client transports: WebSocket (plain or TLS), SockJS over its WebSocket transport or its
+//! `xhr_streaming` transport ([`crate::xhr`]; plain or TLS), and plain TCP. Each gives a [`Tx`] that sends one STOMP frame at a time and an [`Rx`] that yields the
 //! bytes received in whatever chunks they came (the frame parser reassembles them). The steps
 //! of opening a WebSocket ([`Dialer::transport`], [`Dialer::upgrade`]) are public so the
 //! `handshake` scenario can stop after any of them.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -20,6 +21,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::tls::{Stream, TlsClient};
+use crate::xhr::{self, XhrRx, XhrTx};
 
 /// Time allowed for the TCP connect and the WebSocket handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -63,6 +65,18 @@ pub enum Target {
         /// The URL's host (the default TLS server name).
         host: String,
     },
+    /// `sockjs+xhr://host:port/prefix` (`sockjs+xhrs://` over TLS): SockJS's `xhr_streaming`
+    /// transport, with `xhr_send` for the other way.
+    SockjsXhr {
+        /// The prefix path, `/sockjs` (no trailing `/`; session paths are added to it).
+        prefix: String,
+        /// `host:port` as in the URL (the `Host` header).
+        authority: String,
+        /// Host and port to connect to.
+        addr: SocketAddr,
+        /// The URL's host when over TLS (`sockjs+xhrs://`).
+        tls_host: Option<String>,
+    },
     /// `tcp://host:port`: plain STOMP over TCP.
     Tcp {
         /// Host and port.
@@ -74,7 +88,10 @@ pub enum Target {
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     /// The URL is not one of the supported forms.
-    #[error("bad target `{0}`: use ws[s]://H:P/PATH, sockjs+ws[s]://H:P/PREFIX or tcp://H:P")]
+    #[error(
+        "bad target `{0}`: use ws[s]://H:P/PATH, sockjs+ws[s]://H:P/PREFIX, \
+         sockjs+xhr[s]://H:P/PREFIX or tcp://H:P"
+    )]
     BadTarget(String),
     /// The target is not a loopback address and `--allow-remote` was not given.
     #[error("refusing non-loopback target {0} (pass --allow-remote to allow it)")]
@@ -88,6 +105,9 @@ pub enum LinkError {
     /// A WebSocket error.
     #[error("websocket: {0}")]
     Ws(#[from] tokio_tungstenite::tungstenite::Error),
+    /// An HTTP error (SockJS `xhr_streaming` / `xhr_send`).
+    #[error("http: {0}")]
+    Http(#[from] hyper::Error),
     /// A `wss://` target without a TLS client, or a TCP target asked for a WebSocket step.
     #[error("{0}")]
     Unsupported(&'static str),
@@ -125,6 +145,12 @@ impl Target {
                 addr,
                 host: url_host(hostport),
             }),
+            "sockjs+xhr" | "sockjs+xhrs" => Ok(Target::SockjsXhr {
+                prefix: rest[hostport.len()..].trim_end_matches('/').to_owned(),
+                authority: hostport.to_owned(),
+                addr,
+                tls_host: (scheme == "sockjs+xhrs").then(|| url_host(hostport)),
+            }),
             "tcp" => Ok(Target::Tcp { addr }),
             _ => Err(bad()),
         }
@@ -134,6 +160,7 @@ impl Target {
     pub fn tls_host(&self) -> Option<&str> {
         match self {
             Target::Wss { host, .. } | Target::SockjsWss { host, .. } => Some(host),
+            Target::SockjsXhr { tls_host, .. } => tls_host.as_deref(),
             _ => None,
         }
     }
@@ -144,6 +171,7 @@ impl Target {
             | Target::SockjsWs { addr, .. }
             | Target::Wss { addr, .. }
             | Target::SockjsWss { addr, .. }
+            | Target::SockjsXhr { addr, .. }
             | Target::Tcp { addr } => *addr,
         }
     }
@@ -191,6 +219,8 @@ pub enum Tx {
         /// Wrap frames in SockJS's JSON array.
         sockjs: bool,
     },
+    /// SockJS `xhr_send` requests.
+    Xhr(XhrTx),
     /// Plain TCP.
     Tcp(OwnedWriteHalf),
 }
@@ -204,6 +234,8 @@ pub enum Rx {
         /// Unwrap SockJS frames.
         sockjs: bool,
     },
+    /// A SockJS `xhr_streaming` response.
+    Xhr(Box<XhrRx>),
     /// Plain TCP.
     Tcp(OwnedReadHalf, BytesMut),
 }
@@ -223,6 +255,9 @@ impl Dialer {
             return Ok((Tx::Tcp(wr), Rx::Tcp(rd, BytesMut::new())));
         }
         let stream = self.transport(n).await?;
+        if self.is_xhr() {
+            return self.xhr_link(stream, n).await;
+        }
         let ws = self.upgrade(stream, n).await?;
         Self::split_ws(ws, self.is_sockjs()).await
     }
@@ -231,7 +266,12 @@ impl Dialer {
         (!self.sources.is_empty()).then(|| self.sources[n % self.sources.len()])
     }
 
-    /// Whether links carry SockJS framing.
+    /// Whether links use SockJS's `xhr_streaming` transport (no WebSocket).
+    pub fn is_xhr(&self) -> bool {
+        matches!(self.target, Target::SockjsXhr { .. })
+    }
+
+    /// Whether links carry SockJS framing over a WebSocket.
     pub fn is_sockjs(&self) -> bool {
         matches!(
             self.target,
@@ -247,7 +287,7 @@ impl Dialer {
             return Ok(Stream::Plain(tcp));
         }
         let tls = self.tls.as_ref().ok_or(LinkError::Unsupported(
-            "a wss:// target needs a TLS client (--ca)",
+            "a wss:// or sockjs+xhrs:// target needs a TLS client (--ca)",
         ))?;
         Ok(Stream::Tls(Box::new(tls.connect(tcp).await?)))
     }
@@ -261,6 +301,9 @@ impl Dialer {
                 format!("{base}/000/{}/websocket", session_id(n))
             }
             Target::Tcp { .. } => return Err(LinkError::Unsupported("tcp:// has no WebSocket")),
+            Target::SockjsXhr { .. } => {
+                return Err(LinkError::Unsupported("sockjs+xhr:// has no WebSocket"))
+            }
         };
         let mut req = url.into_client_request()?;
         if !self.subprotocols.is_empty() && !sockjs {
@@ -281,6 +324,19 @@ impl Dialer {
     /// Step 3: the link halves of an upgraded WebSocket (SockJS: after its `o` frame).
     pub async fn link(&self, ws: Ws) -> Result<(Tx, Rx), LinkError> {
         Self::split_ws(ws, self.is_sockjs()).await
+    }
+
+    /// Steps 2 and 3 of an `xhr_streaming` link on a [`Dialer::transport`] stream: the
+    /// streaming request and its `o` frame (the send connection opens on the first send).
+    pub async fn xhr_link(&self, stream: Stream, n: usize) -> Result<(Tx, Rx), LinkError> {
+        let Target::SockjsXhr {
+            prefix, authority, ..
+        } = &self.target
+        else {
+            return Err(LinkError::Unsupported("not a sockjs+xhr:// target"));
+        };
+        let (tx, rx) = xhr::open(self, stream, n, prefix, authority, &session_id(n)).await?;
+        Ok((Tx::Xhr(tx), Rx::Xhr(Box::new(rx))))
     }
 
     async fn split_ws(ws: Ws, sockjs: bool) -> Result<(Tx, Rx), LinkError> {
@@ -306,9 +362,12 @@ async fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStre
     Ok(tcp)
 }
 
-/// A SockJS session id unique in this run.
+/// A SockJS session id unique in this process: several runs in one process (tests) must not
+/// meet the sessions of an earlier run, which the server remembers as closed for a while.
 fn session_id(n: usize) -> String {
-    format!("l{}x{n}", std::process::id())
+    static OPENED: AtomicU64 = AtomicU64::new(0);
+    let seq = OPENED.fetch_add(1, Ordering::Relaxed);
+    format!("l{}x{n}s{seq}", std::process::id())
 }
 
 async fn expect_sockjs_open(stream: &mut SplitStream<Ws>) -> Result<(), LinkError> {
@@ -321,10 +380,11 @@ async fn expect_sockjs_open(stream: &mut SplitStream<Ws>) -> Result<(), LinkErro
 }
 
 impl Tx {
-    /// Sends one STOMP frame (or heart-beat EOL) and flushes it.
+    /// Sends one STOMP frame (or heart-beat EOL) and flushes it (`xhr_send`: queues it).
     pub async fn send(&mut self, frame: Bytes) -> Result<(), LinkError> {
         match self {
             Tx::Tcp(wr) => Ok(wr.write_all(&frame).await?),
+            Tx::Xhr(x) => x.send(frame).await,
             Tx::Ws {
                 sink,
                 sockjs: false,
@@ -354,6 +414,7 @@ impl Tx {
                 Tx::Ws { sink, .. } => {
                     let _ = sink.close().await;
                 }
+                Tx::Xhr(x) => x.close().await,
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), fut).await;
@@ -371,6 +432,7 @@ impl Rx {
                     _ => Ok(Some(buf.split().freeze())),
                 }
             }
+            Rx::Xhr(x) => x.recv().await,
             Rx::Ws { stream, sockjs } => loop {
                 let msg = match stream.next().await {
                     None => return Ok(None),
@@ -396,7 +458,7 @@ impl Rx {
 }
 
 /// The STOMP bytes of a SockJS `a[...]` frame; `None` for `h`, `o` and `c[...]`.
-fn unwrap_sockjs(data: &[u8]) -> Result<Option<Bytes>, LinkError> {
+pub(crate) fn unwrap_sockjs(data: &[u8]) -> Result<Option<Bytes>, LinkError> {
     if data.first() != Some(&b'a') {
         return Ok(None);
     }
@@ -445,6 +507,17 @@ mod tests {
             Err(LinkError::NotLoopback(_))
         ));
         assert!(Target::parse("tcp://10.1.2.3:61613", true).is_ok());
+        let xhr = Target::parse("sockjs+xhr://localhost:8080/sockjs/", false).unwrap();
+        assert_eq!(xhr.tls_host(), None);
+        assert!(matches!(&xhr, Target::SockjsXhr { prefix, authority, .. }
+            if prefix == "/sockjs" && authority == "localhost:8080"));
+        let xhrs = Target::parse("sockjs+xhrs://[::1]:8443/a/b", false).unwrap();
+        assert_eq!(xhrs.tls_host(), Some("::1"));
+        assert!(matches!(&xhrs, Target::SockjsXhr { prefix, .. } if prefix == "/a/b"));
+        assert!(matches!(
+            Target::parse("sockjs+xhr://10.1.2.3:80/sockjs", false),
+            Err(LinkError::NotLoopback(_))
+        ));
         assert!(matches!(
             Target::parse("http://127.0.0.1:1", false),
             Err(LinkError::BadTarget(_))

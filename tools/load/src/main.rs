@@ -43,8 +43,10 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// ws[s]://H:P/PATH, sockjs+ws[s]://H:P/PREFIX or tcp://H:P; `{addr}` is replaced by the
-    /// address a `--spawn`ed process prints (its `listening client-tls` line for wss).
+    /// ws[s]://H:P/PATH, sockjs+ws[s]://H:P/PREFIX (SockJS's websocket transport),
+    /// sockjs+xhr[s]://H:P/PREFIX (its xhr-streaming transport) or tcp://H:P; `{addr}` is
+    /// replaced by the address a `--spawn`ed process prints (its `listening client-tls` line
+    /// for the TLS forms).
     #[arg(long)]
     url: String,
     /// The load shape.
@@ -73,7 +75,7 @@ struct RunArgs {
     /// report memory per connection).
     #[arg(long)]
     close_each: bool,
-    /// CA bundle (PEM) to trust for wss:// targets.
+    /// CA bundle (PEM) to trust for wss://, sockjs+wss:// and sockjs+xhrs:// targets.
     #[arg(long)]
     ca: Option<PathBuf>,
     /// TLS server name (SNI and verification; default: the URL's host).
@@ -168,7 +170,9 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
     }
     let spawned = match &a.spawn {
         Some(cmd) => {
-            let tls = a.url.starts_with("wss://") || a.url.starts_with("sockjs+wss://");
+            let tls = ["wss://", "sockjs+wss://", "sockjs+xhrs://"]
+                .iter()
+                .any(|s| a.url.starts_with(s));
             Some(spawn::spawn(cmd, &a.spawn_log, tls).await?)
         }
         None => None,

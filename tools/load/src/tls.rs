@@ -1,6 +1,7 @@
-//! The `wss://` client side: a rustls (ring) client configuration trusting the CA bundle given
-//! with `--ca`, SNI from the URL's host or `--server-name`, ALPN `http/1.1`, and the
-//! [`Stream`] a WebSocket runs over (plain TCP or TLS).
+//! The TLS client side (`wss://`, `sockjs+wss://`, `sockjs+xhrs://`): a rustls (ring) client
+//! configuration trusting the CA bundle given with `--ca`, SNI from the URL's host or
+//! `--server-name`, ALPN `http/1.1`, and the [`Stream`] a WebSocket or an HTTP connection runs
+//! over (plain TCP or TLS).
 //!
 //! Session resumption is off unless asked for, so every handshake the `handshake` scenario
 //! counts is a full one (the costly case a server sees after a restart or a reconnect storm).
@@ -68,7 +69,7 @@ pub struct TlsSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// `wss://` without `--ca`.
-    #[error("a wss:// target needs --ca FILE (the CA that signed the gateway's certificate)")]
+    #[error("a wss:// or sockjs+xhrs:// target needs --ca FILE (the CA that signed the gateway's certificate)")]
     NoCa,
     /// The CA file could not be read.
     #[error("CA file {0}: {1}")]
