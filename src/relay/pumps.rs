@@ -41,8 +41,6 @@ pub(super) async fn run<R: ClientRx, T: ClientTx>(
         broker_idle,
     } = up;
     let (mut broker_rd, mut broker_wr) = tokio::io::split(stream);
-    // Deliveries are forwarded as they came; only a traced session looks at their headers.
-    decoder.skim_messages(true);
     // Set by client_to_broker when DISCONNECT asked for a receipt; broker_to_client ends the
     // session once that RECEIPT has been delivered.
     let disconnect_receipt = OnceLock::new();
@@ -225,7 +223,7 @@ fn decode_client_batch<R>(
         append_frame(&frame, version, out);
         tally.frame(&frame, out.len() - before);
         if frame.command == Command::Disconnect {
-            return Batch::Disconnect(frame.header_bytes("receipt").cloned());
+            return Batch::Disconnect(frame.header_value("receipt"));
         }
     }
 }
@@ -236,7 +234,7 @@ fn check_client_frame(
     identity: Option<&Identity>,
     frame: &Frame,
 ) -> Result<(), End> {
-    let receipt = || frame.header_bytes("receipt").cloned();
+    let receipt = || frame.header_value("receipt");
     if frame.command.is_connect() {
         return Err(End::protocol(
             "already connected: a second CONNECT is not allowed",
@@ -308,12 +306,23 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
                 Err(e) => return End::BrokerProtocol(e.to_string()),
             };
             after_frame = true;
-            let bytes = frame_bytes(&frame, Version::V1_0);
-            tally.frame(&frame, bytes.len());
+            let end = ends_session(&frame, disconnect_receipt);
+            let bytes = match frame.raw() {
+                Some(raw) => {
+                    tally.frame(&frame, raw.len());
+                    // Forwarded as it came: the bytes move out, the frame is done with.
+                    frame.into_raw().unwrap_or_default()
+                }
+                None => {
+                    let bytes = frame_bytes(&frame, Version::V1_0);
+                    tally.frame(&frame, bytes.len());
+                    bytes
+                }
+            };
             if let Err(e) = tx.send(bytes).await {
                 return End::from_link(e);
             }
-            if let Some(end) = ends_session(&frame, disconnect_receipt) {
+            if let Some(end) = end {
                 let _ = tx.flush().await;
                 return end;
             }
@@ -379,7 +388,7 @@ fn ends_session(frame: &Frame, disconnect_receipt: &OnceLock<Bytes>) -> Option<E
         Command::Error => Some(End::BrokerError),
         Command::Receipt => {
             let wanted = disconnect_receipt.get()?;
-            (frame.header_bytes("receipt-id") == Some(wanted)).then_some(End::Disconnected)
+            (frame.header_bytes("receipt-id") == Some(&wanted[..])).then_some(End::Disconnected)
         }
         _ => None,
     }

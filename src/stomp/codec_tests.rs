@@ -385,7 +385,7 @@ fn partial_frames_are_not_rescanned() {
         scanned: 22,
     };
     assert_eq!(dec.stage, partial_line);
-    assert_eq!(dec.headers.len(), 1);
+    assert_eq!(dec.header_count, 1);
     buf.extend_from_slice(b"1\n\nbody");
     assert_eq!(dec.decode(&mut buf), Ok(None));
     assert_eq!(
@@ -527,67 +527,69 @@ fn large_frames_arrive_one_byte_at_a_time() {
     assert!(frames.iter().all(|f| f.body == body));
 }
 
-/// Decodes `input` whole with MESSAGE skimming on.
-fn decode_skimmed(input: &[u8], limits: Limits) -> Result<Vec<Frame>, DecodeError> {
-    let mut decoder = Decoder::new(limits);
-    decoder.set_version(Version::V1_2);
-    decoder.skim_messages(true);
-    let mut buf = BytesMut::from(input);
-    let mut frames = Vec::new();
-    while let Some(item) = decoder.decode(&mut buf)? {
-        if let Item::Frame(f) = item {
-            frames.push(f);
-        }
-    }
-    Ok(frames)
-}
-
 #[test]
-fn skimmed_messages_keep_raw_bytes_and_body_and_reparse_to_the_full_frame() {
-    let wire = b"MESSAGE\nsubscription:0\nmessage-id:m\\c1\ndestination:/queue/a\ncontent-length:3\n\nb\0c\0\
-RECEIPT\nreceipt-id:r1\n\n\0MESSAGE\ndestination:/queue/b\n\nxyz\0";
-    let frames = decode_skimmed(wire, Limits::default()).unwrap();
-    assert_eq!(frames.len(), 3);
-    let (first, receipt, last) = (&frames[0], &frames[1], &frames[2]);
-    // MESSAGE frames come without a header list; other commands keep theirs.
-    assert!(first.headers().is_empty() && last.headers().is_empty());
-    assert_eq!(receipt.header("receipt-id"), Some("r1"));
-    assert_eq!(&first.body[..], b"b\0c");
-    assert_eq!(&last.body[..], b"xyz");
-    let want = decode(wire, Version::V1_2);
-    let full = want.frames();
-    assert_eq!(first.raw(), full[0].raw());
-    assert_eq!(last.raw(), full[2].raw());
-    // Reparsing gives the same headers as a full decode (1.2 unescaping of `\c`).
-    let again = reparse(first, Version::V1_2).expect("skimmed frame reparses");
-    assert_eq!(again.headers(), full[0].headers());
-    assert_eq!(again.header("message-id"), Some("m:1"));
-    assert!(
-        reparse(receipt, Version::V1_2).is_none(),
-        "kept its headers"
+fn decoded_headers_stay_in_the_raw_bytes_and_read_the_same_as_a_list() {
+    let wire = b"MESSAGE\r\nsubscription:0\r\nmessage-id:m\\c1\ndestination:/queue/a\ndestination:/queue/b\n\
+content-length:3\n\nb\0c\0";
+    let out = decode(wire, Version::V1_2);
+    let f = out.frame();
+    assert_eq!(f.raw().map(|r| &r[..]), Some(&wire[..]));
+    assert_eq!(&f.body[..], b"b\0c");
+    // Lookups before any list exists: first copy wins, CR is not part of a value, and a line
+    // with an escape reads unescaped.
+    assert_eq!(f.header("destination"), Some("/queue/a"));
+    assert_eq!(f.header_count("destination"), 2);
+    assert_eq!(f.header("subscription"), Some("0"));
+    assert_eq!(f.header("message-id"), Some("m:1"));
+    assert_eq!(f.header_value("content-length").unwrap(), "3");
+    let listed: Vec<(&[u8], &[u8])> = f
+        .headers()
+        .iter()
+        .map(|h| (&h.name[..], &h.value[..]))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (&b"subscription"[..], &b"0"[..]),
+            (b"message-id", b"m:1"),
+            (b"destination", b"/queue/a"),
+            (b"destination", b"/queue/b"),
+            (b"content-length", b"3"),
+        ]
     );
+    // The same frame under 1.0 rules keeps the backslash: escapes follow the version the
+    // headers were read with.
+    let old = decode(wire, Version::V1_0);
+    assert_eq!(old.frame().header("message-id"), Some("m\\c1"));
 }
 
 #[test]
-fn skimmed_messages_are_still_checked_against_limits_and_syntax() {
+fn headers_are_checked_while_streaming_though_no_list_is_built() {
     let too_many = b"MESSAGE\na:1\nb:2\nc:3\n\n\0";
     assert!(matches!(
-        decode_skimmed(too_many, limits(1024, 2, 1024)),
-        Err(DecodeError::TooManyHeaders { limit: 2 })
+        decode_with(too_many, Version::V1_2, limits(1024, 2, 1024)).error,
+        Some(DecodeError::TooManyHeaders { limit: 2 })
     ));
-    let no_colon = b"MESSAGE\nbroken\n\n\0";
     assert_eq!(
-        decode_skimmed(no_colon, Limits::default()).unwrap_err(),
+        error(b"MESSAGE\nbroken\n\n\0", Version::V1_2),
         DecodeError::HeaderWithoutColon
     );
-    let bad_escape = b"MESSAGE\na:\\x\n\n\0";
     assert!(matches!(
-        decode_skimmed(bad_escape, Limits::default()),
-        Err(DecodeError::BadEscape { .. })
+        error(b"MESSAGE\na:\\x\n\n\0", Version::V1_2),
+        DecodeError::BadEscape { .. }
     ));
-    let too_long = b"MESSAGE\ncontent-length:5000\n\n";
     assert!(matches!(
-        decode_skimmed(too_long, limits(1024, 8, 1024)),
-        Err(DecodeError::BodyTooLarge { limit: 1024 })
+        decode_with(
+            b"MESSAGE\ncontent-length:5000\n\n",
+            Version::V1_2,
+            limits(1024, 8, 1024)
+        )
+        .error,
+        Some(DecodeError::BodyTooLarge { limit: 1024 })
     ));
+    // A `content-length` line with an escape is read unescaped (`1:` is no number).
+    assert_eq!(
+        error(b"SEND\ncontent-length:1\\c\n\nx\0", Version::V1_2),
+        DecodeError::BadContentLength
+    );
 }

@@ -3,8 +3,9 @@
 //! The decoder is fed one growing `BytesMut` (as `tokio_util::codec::FramedRead` does): it
 //! parses header lines as they arrive and remembers where it stopped, so a frame that trickles
 //! in one byte at a time is scanned once, not once per byte. Nothing is consumed from the buffer
-//! until a whole item is there; then the frame's bytes are split off and frozen, and the
-//! decoded [`Frame`]'s headers and body are zero-copy slices of them (its [`Frame::raw`]).
+//! until a whole item is there; then the frame's bytes are split off and frozen: the decoded
+//! [`Frame`] keeps them ([`Frame::raw`]), its body is a zero-copy slice of them, and its headers
+//! stay in them until asked for (every line was checked on the way in).
 //!
 //! Callers must not change the buffer's existing bytes between calls (appending is the point),
 //! and must treat any error as fatal for the stream: the decoder resets, but the stream is no
@@ -15,7 +16,6 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 
 use super::escape::unescape;
-use super::frame::Header;
 use super::{Command, Frame, Version};
 
 /// Longest command line that can be valid: `UNSUBSCRIBE` / `DISCONNECT` plus a CR.
@@ -108,25 +108,6 @@ impl DecodeError {
     }
 }
 
-/// A header name or value not yet cut out of the frame: a range of the frame's bytes, or the
-/// unescaped copy when unescaping changed something.
-#[derive(Debug, Clone)]
-enum Part {
-    Raw(Range<usize>),
-    Static(&'static [u8]),
-    Owned(Bytes),
-}
-
-impl Part {
-    fn resolve(self, raw: &Bytes) -> Bytes {
-        match self {
-            Part::Raw(r) => raw.slice(r),
-            Part::Static(b) => Bytes::from_static(b),
-            Part::Owned(b) => b,
-        }
-    }
-}
-
 /// Where the decoder is within the frame at the front of the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -146,10 +127,13 @@ pub struct Decoder {
     version: Version,
     stage: Stage,
     command: Option<Command>,
-    headers: Vec<(Part, Part)>,
+    /// Header lines read so far in this frame.
+    header_count: usize,
+    /// Where the header lines start (after the command line) and end (before the blank line).
+    block: (usize, usize),
+    /// The version whose escapes a header line of this frame used, if any did.
+    escapes: Option<Version>,
     content_length: Option<usize>,
-    /// Leave `MESSAGE` frames' headers in their raw bytes (see [`Decoder::skim_messages`]).
-    skim_messages: bool,
 }
 
 impl Decoder {
@@ -160,19 +144,11 @@ impl Decoder {
             version: Version::V1_0,
             stage: Stage::Idle,
             command: None,
-            headers: Vec::new(),
+            header_count: 0,
+            block: (0, 0),
+            escapes: None,
             content_length: None,
-            skim_messages: false,
         }
-    }
-
-    /// With `skim`, a `MESSAGE` frame is checked as usual (command, limits, header syntax and
-    /// escapes, `content-length`) but yielded without its header list: [`Frame::headers`] is
-    /// empty and [`Frame::raw`] holds them. For a relay that forwards broker deliveries as they
-    /// came and never reads their headers, this saves building one `Bytes` per header for the
-    /// most frequent frame; [`reparse`] gives the headers back when they are wanted.
-    pub fn skim_messages(&mut self, skim: bool) {
-        self.skim_messages = skim;
     }
 
     /// Sets the negotiated version (decides header unescaping). Takes effect for frames whose
@@ -255,7 +231,9 @@ impl Decoder {
     fn reset(&mut self) {
         self.stage = Stage::Idle;
         self.command = None;
-        self.headers.clear();
+        self.header_count = 0;
+        self.block = (0, 0);
+        self.escapes = None;
         self.content_length = None;
     }
 
@@ -312,9 +290,11 @@ impl Decoder {
         let Some(command) = self.command else {
             let bytes = &window[line];
             self.command = Some(Command::parse(bytes).ok_or_else(|| unknown_command(bytes))?);
+            self.block = (next, next);
             return Ok(());
         };
         if line.is_empty() {
+            self.block.1 = line.start;
             let start = next;
             self.stage = Stage::Body {
                 start,
@@ -325,57 +305,48 @@ impl Decoder {
         self.read_header(window, line, command)
     }
 
-    /// Parses one `name:value` line. Lines without a backslash (nearly all) need no unescaping,
-    /// so that is checked once per line rather than once per part.
+    /// Checks one `name:value` line: a colon, defined escapes, a valid `content-length`. The
+    /// line stays where it is; [`Frame`] reads its headers from the frame's bytes. Lines
+    /// without a backslash (nearly all) need no unescaping, so that is checked once per line.
     fn read_header(
         &mut self,
         window: &[u8],
         line: Range<usize>,
         command: Command,
     ) -> Result<(), DecodeError> {
-        if self.headers.len() == self.limits.max_headers {
+        if self.header_count == self.limits.max_headers {
             return Err(DecodeError::TooManyHeaders {
                 limit: self.limits.max_headers,
             });
         }
-        let bytes = &window[line.clone()];
+        self.header_count += 1;
+        let bytes = &window[line];
         // Names are short: a plain loop beats memchr's setup here.
         let colon = bytes
             .iter()
             .position(|&b| b == b':')
             .ok_or(DecodeError::HeaderWithoutColon)?;
-        let (names, values) = (
-            line.start..line.start + colon,
-            line.start + colon + 1..line.end,
-        );
+        let (name, value) = (&bytes[..colon], &bytes[colon + 1..]);
         let escaped = self.version != Version::V1_0
             && command.escapes_headers()
             && memchr::memchr(b'\\', bytes).is_some();
-        let (name, value) = if escaped {
-            (
-                self.unescaped(window, names)?,
-                self.unescaped(window, values)?,
-            )
-        } else {
-            (name_part(window, names), Part::Raw(values))
-        };
-        if part_bytes(window, &name) == b"content-length" {
-            self.set_content_length(part_bytes(window, &value))?;
+        if !escaped {
+            if name == b"content-length" {
+                self.set_content_length(value)?;
+            }
+            return Ok(());
         }
-        self.headers.push((name, value));
-        Ok(())
-    }
-
-    /// A header name or value unescaped with this decoder's version.
-    fn unescaped(&self, window: &[u8], range: Range<usize>) -> Result<Part, DecodeError> {
         let version = self.version;
-        match unescape(&window[range.clone()], version) {
-            Ok(std::borrow::Cow::Borrowed(_)) => Ok(Part::Raw(range)),
-            Ok(std::borrow::Cow::Owned(v)) => Ok(Part::Owned(Bytes::from(v))),
-            Err(_) => Err(DecodeError::BadEscape {
-                version: version.as_str(),
-            }),
+        let bad = |_| DecodeError::BadEscape {
+            version: version.as_str(),
+        };
+        let name = unescape(name, version).map_err(bad)?;
+        let value = unescape(value, version).map_err(bad)?;
+        self.escapes = Some(version);
+        if &name[..] == b"content-length" {
+            self.set_content_length(&value)?;
         }
+        Ok(())
     }
 
     fn set_content_length(&mut self, value: &[u8]) -> Result<(), DecodeError> {
@@ -429,96 +400,21 @@ impl Decoder {
     /// Splits the whole frame (through its NUL) off the buffer and assembles it.
     fn take_frame(&mut self, buf: &mut BytesMut, body_start: usize, nul: usize) -> Frame {
         let raw = buf.split_to(nul + 1).freeze();
-        let headers = if self.skim_messages && self.command == Some(Command::Message) {
-            self.headers.clear();
-            Vec::new()
+        let body = if body_start == nul {
+            Bytes::new()
         } else {
-            (self.headers.drain(..))
-                .map(|(n, v)| Header {
-                    name: n.resolve(&raw),
-                    value: v.resolve(&raw),
-                })
-                .collect()
+            raw.slice(body_start..nul)
         };
-        let body = raw.slice(body_start..nul);
         let command = self.command.take().unwrap_or(Command::Send);
+        let (block, escapes) = (self.block, self.escapes);
         self.reset();
-        Frame::from_parts(command, headers, body, Some(raw))
-    }
-}
-
-/// A skimmed frame (see [`Decoder::skim_messages`]) decoded again from its raw bytes, headers
-/// included, with `version`'s unescaping. `None` when the frame kept its headers or has no raw
-/// bytes, or (not expected: it was checked once) when they do not decode again.
-pub fn reparse(frame: &Frame, version: Version) -> Option<Frame> {
-    let raw = frame.raw()?;
-    if !frame.headers().is_empty() {
-        return None;
-    }
-    let mut decoder = Decoder::new(Limits {
-        max_header_bytes: raw.len(),
-        max_headers: usize::MAX,
-        max_body_bytes: raw.len(),
-    });
-    decoder.set_version(version);
-    match decoder.decode(&mut BytesMut::from(&raw[..])) {
-        Ok(Some(Item::Frame(full))) => Some(full),
-        _ => None,
+        Frame::from_wire(command, raw, block, escapes, body)
     }
 }
 
 fn take_heartbeat(buf: &mut BytesMut, eol_len: usize) -> Item {
     let _ = buf.split_to(eol_len);
     Item::Heartbeat
-}
-
-/// The bytes of a part while the frame is still in the buffer.
-fn part_bytes<'a>(window: &'a [u8], part: &'a Part) -> &'a [u8] {
-    match part {
-        Part::Raw(r) => &window[r.clone()],
-        Part::Static(b) => b,
-        Part::Owned(b) => b,
-    }
-}
-
-/// A static copy of `name` when it is common enough to be worth it: a static `Bytes` costs no
-/// reference count on clone or drop, which is most of the per-header cost of a frame.
-fn well_known_name(name: &[u8]) -> Option<&'static [u8]> {
-    let known: &'static [u8] = match name {
-        b"content-length" => b"content-length",
-        b"content-type" => b"content-type",
-        b"destination" => b"destination",
-        b"subscription" => b"subscription",
-        b"message-id" => b"message-id",
-        b"receipt" => b"receipt",
-        b"receipt-id" => b"receipt-id",
-        b"id" => b"id",
-        b"ack" => b"ack",
-        b"transaction" => b"transaction",
-        b"message" => b"message",
-        b"version" => b"version",
-        b"heart-beat" => b"heart-beat",
-        b"server" => b"server",
-        b"session" => b"session",
-        b"host" => b"host",
-        b"login" => b"login",
-        b"passcode" => b"passcode",
-        b"accept-version" => b"accept-version",
-        b"persistent" => b"persistent",
-        b"reply-to" => b"reply-to",
-        b"redelivered" => b"redelivered",
-        _ => return None,
-    };
-    Some(known)
-}
-
-/// A header name as a static copy when it is well known, else a range of the frame.
-fn name_part(window: &[u8], range: Range<usize>) -> Part {
-    let name = &window[range.clone()];
-    match well_known_name(name) {
-        Some(known) => Part::Static(known),
-        None => Part::Raw(range),
-    }
 }
 
 /// A plain non-negative decimal (digits only, no sign, no spaces), without overflow.

@@ -1,8 +1,17 @@
-//! A decoded STOMP frame: command, ordered headers (repeats kept, first wins), body.
+//! A STOMP frame: command, ordered headers (repeats kept, first wins), body.
+//!
+//! A decoded frame keeps its headers where they arrived, in its raw bytes: looking one up scans
+//! the header lines, and a header list ([`Header`]s) is only built when something asks for all
+//! of them. The relay forwards most frames after reading one header or none, so most frames
+//! never get a list.
+
+use std::fmt;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use super::Command;
+use super::escape::unescape;
+use super::{Command, Version};
 
 /// One header, with its name and value already unescaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,16 +32,38 @@ impl Header {
     }
 }
 
+/// Where a frame's headers are.
+#[derive(Clone)]
+enum Headers {
+    /// A list: the frame was built or changed, or decoded before lists became lazy.
+    List(Vec<Header>),
+    /// Still in the raw bytes.
+    Wire(WireHeaders),
+}
+
+/// The header lines of a decoded frame, as a range of its raw bytes.
+#[derive(Clone)]
+struct WireHeaders {
+    /// From the first header line through the EOL of the last one (empty: no headers).
+    start: usize,
+    end: usize,
+    /// The version whose escapes some header line uses; `None` when no line needs unescaping
+    /// (then names and values are exactly the raw bytes).
+    escapes: Option<Version>,
+    /// The list, once built.
+    list: OnceLock<Vec<Header>>,
+}
+
 /// A STOMP frame. Headers keep their wire order; lookups return the first occurrence, as
 /// STOMP 1.1+ requires for repeated headers.
 ///
 /// A decoded frame remembers its original bytes ([`Frame::raw`]); any mutation forgets them,
 /// so the encoder can forward an untouched frame without re-encoding it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Frame {
     /// The command.
     pub command: Command,
-    headers: Vec<Header>,
+    headers: Headers,
     /// The body (may contain NUL bytes when `content-length` was given).
     pub body: Bytes,
     raw: Option<Bytes>,
@@ -43,7 +74,7 @@ impl Frame {
     pub fn new(command: Command) -> Self {
         Frame {
             command,
-            headers: Vec::new(),
+            headers: Headers::List(Vec::new()),
             body: Bytes::new(),
             raw: None,
         }
@@ -61,7 +92,7 @@ impl Frame {
         self
     }
 
-    /// Assembles a decoded frame together with its original encoding.
+    /// Assembles a frame from a header list, with its original encoding if it has one.
     pub fn from_parts(
         command: Command,
         headers: Vec<Header>,
@@ -70,23 +101,73 @@ impl Frame {
     ) -> Self {
         Frame {
             command,
-            headers,
+            headers: Headers::List(headers),
             body,
             raw,
         }
     }
 
-    /// All headers in wire order, repeats included.
+    /// A decoded frame whose header lines are `raw[start..end]` (each `name:value` plus its
+    /// EOL, already checked), unescaped with `escapes` where a line has a backslash.
+    pub(super) fn from_wire(
+        command: Command,
+        raw: Bytes,
+        (start, end): (usize, usize),
+        escapes: Option<Version>,
+        body: Bytes,
+    ) -> Self {
+        Frame {
+            command,
+            headers: Headers::Wire(WireHeaders {
+                start,
+                end,
+                escapes,
+                list: OnceLock::new(),
+            }),
+            body,
+            raw: Some(raw),
+        }
+    }
+
+    /// All headers in wire order, repeats included. For a decoded frame the list is built on
+    /// first use.
     pub fn headers(&self) -> &[Header] {
-        &self.headers
+        match &self.headers {
+            Headers::List(list) => list,
+            Headers::Wire(w) => w.list.get_or_init(|| build_list(self.raw_bytes(), w)),
+        }
     }
 
     /// The first value of `name` as bytes.
-    pub fn header_bytes(&self, name: &str) -> Option<&Bytes> {
-        self.headers
-            .iter()
-            .find(|h| h.name == name.as_bytes())
-            .map(|h| &h.value)
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        let name = name.as_bytes();
+        match &self.headers {
+            Headers::Wire(w) if w.escapes.is_none() => {
+                wire_lines(&self.raw_bytes()[w.start..w.end])
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v)
+            }
+            _ => self
+                .headers()
+                .iter()
+                .find(|h| h.name == name)
+                .map(|h| &h.value[..]),
+        }
+    }
+
+    /// The first value of `name` as `Bytes` (sharing the frame's memory, no copy).
+    pub fn header_value(&self, name: &str) -> Option<Bytes> {
+        match &self.headers {
+            Headers::Wire(w) if w.escapes.is_none() => {
+                let value = self.header_bytes(name)?;
+                Some(self.raw_bytes().slice_ref(value))
+            }
+            _ => self
+                .headers()
+                .iter()
+                .find(|h| h.name == name.as_bytes())
+                .map(|h| h.value.clone()),
+        }
     }
 
     /// The first value of `name`, if it is valid UTF-8.
@@ -97,40 +178,44 @@ impl Frame {
 
     /// How many times `name` appears (exact case).
     pub fn header_count(&self, name: &str) -> usize {
-        self.headers
-            .iter()
-            .filter(|h| h.name == name.as_bytes())
-            .count()
+        let name = name.as_bytes();
+        match &self.headers {
+            Headers::Wire(w) if w.escapes.is_none() => {
+                wire_lines(&self.raw_bytes()[w.start..w.end])
+                    .filter(|(n, _)| *n == name)
+                    .count()
+            }
+            _ => self.headers().iter().filter(|h| h.name == name).count(),
+        }
     }
 
     /// Appends a header (after any existing copies, so it loses to them).
     pub fn push_header(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.raw = None;
-        self.headers.push(Header::new(name, value));
+        self.list_mut().push(Header::new(name, value));
     }
 
     /// Removes every header for which `pred` is true; returns how many went.
     pub fn remove_headers_where(&mut self, mut pred: impl FnMut(&Header) -> bool) -> usize {
-        let before = self.headers.len();
-        self.headers.retain(|h| !pred(h));
-        let removed = before - self.headers.len();
-        if removed > 0 {
-            self.raw = None;
+        if !self.headers().iter().any(&mut pred) {
+            return 0;
         }
-        removed
+        let list = self.list_mut();
+        let before = list.len();
+        list.retain(|h| !pred(h));
+        before - list.len()
     }
 
     /// Removes every copy of `name` (exact case) and puts one copy first.
     pub fn set_header_first(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
         let name = name.into();
-        self.remove_headers_where(|h| h.name == name);
-        self.raw = None;
-        self.headers.insert(0, Header::new(name, value));
+        let list = self.list_mut();
+        list.retain(|h| h.name != name);
+        list.insert(0, Header::new(name, value));
     }
 
     /// Replaces the body (the encoder writes a fresh `content-length`).
     pub fn set_body(&mut self, body: impl Into<Bytes>) {
-        self.raw = None;
+        self.clear_raw();
         self.body = body.into();
     }
 
@@ -139,10 +224,127 @@ impl Frame {
         self.raw.as_ref()
     }
 
+    /// The original bytes, taken out of the frame (for a relay that forwards it as it came).
+    pub fn into_raw(self) -> Option<Bytes> {
+        self.raw
+    }
+
     /// Forgets the original encoding (e.g. when re-encoding for another version).
     pub fn clear_raw(&mut self) {
-        self.raw = None;
+        self.list_mut();
     }
+
+    /// The header list, built if need be, to be changed: the raw bytes no longer match.
+    fn list_mut(&mut self) -> &mut Vec<Header> {
+        if let Headers::Wire(w) = &mut self.headers {
+            let list = match w.list.take() {
+                Some(list) => list,
+                None => build_list(self.raw.as_ref().unwrap_or(&Bytes::new()), w),
+            };
+            self.headers = Headers::List(list);
+        }
+        self.raw = None;
+        match &mut self.headers {
+            Headers::List(list) => list,
+            Headers::Wire(_) => unreachable!("converted above"),
+        }
+    }
+
+    /// The raw bytes a `Wire` header range points into.
+    fn raw_bytes(&self) -> &Bytes {
+        static EMPTY: Bytes = Bytes::from_static(b"");
+        self.raw.as_ref().unwrap_or(&EMPTY)
+    }
+}
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.command == other.command
+            && self.body == other.body
+            && self.raw == other.raw
+            && self.headers() == other.headers()
+    }
+}
+
+impl Eq for Frame {}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("command", &self.command)
+            .field("headers", &self.headers())
+            .field("body", &self.body)
+            .field("raw", &self.raw)
+            .finish()
+    }
+}
+
+/// `(name, value)` of each header line in `block` (lines end in LF or CRLF; each has a colon,
+/// the decoder checked). Nothing is unescaped.
+fn wire_lines(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    block
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+            (&line[..colon], line.get(colon + 1..).unwrap_or_default())
+        })
+}
+
+/// The header list of a decoded frame, as zero-copy slices of `raw` where nothing needed
+/// unescaping.
+fn build_list(raw: &Bytes, w: &WireHeaders) -> Vec<Header> {
+    let part = |bytes: &[u8]| -> Bytes {
+        let Some(version) = w.escapes else {
+            return raw.slice_ref(bytes);
+        };
+        match unescape(bytes, version) {
+            Ok(std::borrow::Cow::Owned(v)) => Bytes::from(v),
+            // Unchanged, or (not expected: the decoder checked every escape) undefined.
+            Ok(std::borrow::Cow::Borrowed(_)) | Err(_) => raw.slice_ref(bytes),
+        }
+    };
+    wire_lines(&raw[w.start..w.end])
+        .map(|(name, value)| Header {
+            name: match well_known_name(name) {
+                Some(known) => Bytes::from_static(known),
+                None => part(name),
+            },
+            value: part(value),
+        })
+        .collect()
+}
+
+/// A static copy of `name` when it is common enough to be worth it: a static `Bytes` costs no
+/// reference count on clone or drop.
+fn well_known_name(name: &[u8]) -> Option<&'static [u8]> {
+    let known: &'static [u8] = match name {
+        b"content-length" => b"content-length",
+        b"content-type" => b"content-type",
+        b"destination" => b"destination",
+        b"subscription" => b"subscription",
+        b"message-id" => b"message-id",
+        b"receipt" => b"receipt",
+        b"receipt-id" => b"receipt-id",
+        b"id" => b"id",
+        b"ack" => b"ack",
+        b"transaction" => b"transaction",
+        b"message" => b"message",
+        b"version" => b"version",
+        b"heart-beat" => b"heart-beat",
+        b"server" => b"server",
+        b"session" => b"session",
+        b"host" => b"host",
+        b"login" => b"login",
+        b"passcode" => b"passcode",
+        b"accept-version" => b"accept-version",
+        b"persistent" => b"persistent",
+        b"reply-to" => b"reply-to",
+        b"redelivered" => b"redelivered",
+        _ => return None,
+    };
+    Some(known)
 }
 
 #[cfg(test)]
@@ -172,5 +374,97 @@ mod tests {
         assert!(f.raw().is_some());
         f.push_header("x", "y");
         assert!(f.raw().is_none());
+    }
+
+    /// `SEND` with these header lines (LF or CRLF), as the decoder would hand it over.
+    fn wire(lines: &[u8], escapes: Option<Version>) -> Frame {
+        let mut raw = b"SEND\n".to_vec();
+        raw.extend_from_slice(lines);
+        let end = raw.len();
+        raw.extend_from_slice(b"\n\0");
+        Frame::from_wire(
+            Command::Send,
+            Bytes::from(raw),
+            (5, end),
+            escapes,
+            Bytes::new(),
+        )
+    }
+
+    #[test]
+    fn wire_headers_are_looked_up_without_a_list_and_listed_on_demand() {
+        let f = wire(
+            b"destination:/q/a\r\nx-empty:\nreceipt:r:1\ndestination:/q/b\n",
+            None,
+        );
+        assert_eq!(f.header("destination"), Some("/q/a"));
+        assert_eq!(f.header_count("destination"), 2);
+        assert_eq!(f.header("receipt"), Some("r:1"), "value keeps later colons");
+        assert_eq!(f.header("x-empty"), Some(""));
+        assert_eq!(f.header("missing"), None);
+        let value = f.header_value("receipt").unwrap();
+        assert_eq!(value, "r:1");
+        let raw = f.raw().unwrap();
+        assert!(
+            raw.as_ptr() <= value.as_ptr() && value.as_ptr() < raw[raw.len()..].as_ptr(),
+            "header_value shares the frame's bytes"
+        );
+        let names: Vec<&[u8]> = f.headers().iter().map(|h| &h.name[..]).collect();
+        assert_eq!(
+            names,
+            [&b"destination"[..], b"x-empty", b"receipt", b"destination"]
+        );
+        assert_eq!(f.headers()[0].value, "/q/a", "CR is not part of the value");
+    }
+
+    #[test]
+    fn escaped_wire_headers_are_unescaped_for_their_version() {
+        let f = wire(b"a\\cb:x\\ny\nplain:v\n", Some(Version::V1_2));
+        assert_eq!(f.header("a:b"), Some("x\ny"));
+        assert_eq!(f.header("plain"), Some("v"));
+        assert_eq!(f.header_value("a:b").unwrap(), "x\ny");
+        assert_eq!(f.header_count("a\\cb"), 0, "raw names are not names");
+    }
+
+    #[test]
+    fn changing_a_decoded_frame_keeps_its_headers_and_drops_raw() {
+        let mut f = wire(b"destination:/q/a\nx:1\n", None);
+        f.push_header("y", "2");
+        assert!(f.raw().is_none());
+        let pairs: Vec<(&[u8], &[u8])> = f
+            .headers()
+            .iter()
+            .map(|h| (&h.name[..], &h.value[..]))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (&b"destination"[..], &b"/q/a"[..]),
+                (b"x", b"1"),
+                (b"y", b"2")
+            ]
+        );
+        let mut g = wire(b"x:1\n", None);
+        g.clear_raw();
+        assert!(g.raw().is_none());
+        assert_eq!(g.header("x"), Some("1"));
+        let mut h = wire(b"x:1\n", None);
+        assert_eq!(h.remove_headers_where(|h| h.name == "nope"), 0);
+        assert!(h.raw().is_some(), "removing nothing changes nothing");
+        assert_eq!(h.remove_headers_where(|h| h.name == "x"), 1);
+        assert!(h.raw().is_none() && h.headers().is_empty());
+    }
+
+    #[test]
+    fn a_wire_frame_equals_the_same_frame_with_a_list() {
+        let f = wire(b"x:1\n", None);
+        let raw = f.raw().cloned();
+        let g = Frame::from_parts(
+            Command::Send,
+            vec![Header::new("x", "1")],
+            Bytes::new(),
+            raw,
+        );
+        assert_eq!(f, g);
     }
 }

@@ -9,7 +9,7 @@ mod frame;
 mod negotiate;
 
 pub use command::Command;
-pub use decoder::{reparse, DecodeError, Decoder, Item, Limits};
+pub use decoder::{DecodeError, Decoder, Item, Limits};
 pub use encoder::{encode, encode_heartbeat};
 pub use escape::{escape_into, unescape, write_verbatim, EscapeError};
 pub use frame::{Frame, Header};
