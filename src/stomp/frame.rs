@@ -143,9 +143,7 @@ impl Frame {
         let name = name.as_bytes();
         match &self.headers {
             Headers::Wire(w) if w.escapes.is_none() => {
-                wire_lines(&self.raw_bytes()[w.start..w.end])
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| v)
+                wire_values(&self.raw_bytes()[w.start..w.end], name).next()
             }
             _ => self
                 .headers()
@@ -181,9 +179,7 @@ impl Frame {
         let name = name.as_bytes();
         match &self.headers {
             Headers::Wire(w) if w.escapes.is_none() => {
-                wire_lines(&self.raw_bytes()[w.start..w.end])
-                    .filter(|(n, _)| *n == name)
-                    .count()
+                wire_values(&self.raw_bytes()[w.start..w.end], name).count()
             }
             _ => self.headers().iter().filter(|h| h.name == name).count(),
         }
@@ -292,6 +288,22 @@ fn wire_lines(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
         })
 }
 
+/// The values of the header lines in `block` named `name` (nothing unescaped). A name with a
+/// colon matches nothing: in a line without escapes the first colon ends the name.
+fn wire_values<'a, 'n>(
+    block: &'a [u8],
+    name: &'n [u8],
+) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+    let searchable = !name.contains(&b':');
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', block).filter_map(move |lf| {
+        let line = &block[start..lf];
+        start = lf + 1;
+        let value = line.strip_prefix(name)?.strip_prefix(b":")?;
+        searchable.then(|| value.strip_suffix(b"\r").unwrap_or(value))
+    })
+}
+
 /// The header list of a decoded frame, as zero-copy slices of `raw` where nothing needed
 /// unescaping.
 fn build_list(raw: &Bytes, w: &WireHeaders) -> Vec<Header> {
@@ -394,9 +406,11 @@ mod tests {
     #[test]
     fn wire_headers_are_looked_up_without_a_list_and_listed_on_demand() {
         let f = wire(
-            b"destination:/q/a\r\nx-empty:\nreceipt:r:1\ndestination:/q/b\n",
+            b"destination:/q/a\r\nx-empty:\nreceipt:r:1\ndestination-x:/q/c\ndestination:/q/b\n",
             None,
         );
+        assert_eq!(f.header("destination-x"), Some("/q/c"));
+        assert_eq!(f.header("receipt:r"), None, "the first colon ends a name");
         assert_eq!(f.header("destination"), Some("/q/a"));
         assert_eq!(f.header_count("destination"), 2);
         assert_eq!(f.header("receipt"), Some("r:1"), "value keeps later colons");
@@ -412,7 +426,13 @@ mod tests {
         let names: Vec<&[u8]> = f.headers().iter().map(|h| &h.name[..]).collect();
         assert_eq!(
             names,
-            [&b"destination"[..], b"x-empty", b"receipt", b"destination"]
+            [
+                &b"destination"[..],
+                b"x-empty",
+                b"receipt",
+                b"destination-x",
+                b"destination"
+            ]
         );
         assert_eq!(f.headers()[0].value, "/q/a", "CR is not part of the value");
     }
