@@ -1,11 +1,9 @@
-//! SockJS framing: the `o`, `h`, `a[...]` and `c[code,"reason"]` frames, the protocol's JSON
-//! string escaping, and parsing of the client's JSON message arrays. Pure code, no I/O.
+//! SockJS framing: the `o`, `h`, `a[...]` and `c[code,"reason"]` frames and the protocol's
+//! JSON string escaping. Pure code, no I/O. Client payloads are decoded in `payload.rs`.
 //!
 //! SockJS escapes more than JSON requires: characters that browsers or proxies mangle on some
 //! transports (the Unicode "format" ranges, U+2028/U+2029, the specials block) and every UTF-16
 //! surrogate, so a character outside the BMP travels as an escaped surrogate pair.
-
-use std::fmt::Write as _;
 
 /// The open frame, sent once when a session starts.
 pub const OPEN: &str = "o";
@@ -37,33 +35,95 @@ fn must_escape(c: char) -> bool {
         | '\u{10000}'..)
 }
 
+/// How each ASCII byte is written inside a string literal: `0` as itself, `b'u'` as a
+/// `\u00XX` escape, anything else as a backslash and that letter (`\n`, `\"`, ...).
+const ASCII_ESCAPES: [u8; 128] = {
+    let mut table = [0u8; 128];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[0x7f] = b'u';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table
+};
+
+/// Whether a UTF-8 lead byte can start a character [`must_escape`] holds for: U+0080..U+00BF
+/// (C2), U+0600.. (D8), U+070F (DC), U+17B4.. (E1), U+200C.. (E2), U+FEFF and U+FFF0.. (EF),
+/// and everything outside the BMP (F0..F4). Other characters are copied without decoding.
+fn may_need_escape(lead: u8) -> bool {
+    matches!(lead, 0xc2 | 0xd8 | 0xdc | 0xe1 | 0xe2 | 0xef | 0xf0..)
+}
+
+/// The length of the UTF-8 sequence a non-ASCII lead byte starts.
+fn utf8_len(lead: u8) -> usize {
+    match lead {
+        0xf0.. => 4,
+        0xe0.. => 3,
+        _ => 2,
+    }
+}
+
 /// Appends `s` to `out` as a JSON string literal with SockJS escaping (lower-case hex, as the
-/// reference server writes it).
+/// reference server writes it). Runs of bytes that need no escape are copied whole.
 pub fn push_quoted(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{0008}' => out.push_str("\\b"),
-            '\u{000c}' => out.push_str("\\f"),
-            c if must_escape(c) => push_utf16_escapes(out, c),
-            c => out.push(c),
+    let bytes = s.as_bytes();
+    let (mut copied, mut i) = (0, 0);
+    while let Some(&b) = bytes.get(i) {
+        if b < 0x80 {
+            let escape = ASCII_ESCAPES[usize::from(b)];
+            if escape != 0 {
+                out.push_str(&s[copied..i]);
+                match escape {
+                    b'u' => push_unit_escape(out, u16::from(b)),
+                    letter => {
+                        out.push('\\');
+                        out.push(char::from(letter));
+                    }
+                }
+                copied = i + 1;
+            }
+            i += 1;
+            continue;
         }
+        let len = utf8_len(b);
+        if may_need_escape(b) {
+            // `i` is always on a character boundary: it only ever moves by whole characters.
+            if let Some(c) = s[i..].chars().next().filter(|&c| must_escape(c)) {
+                out.push_str(&s[copied..i]);
+                push_utf16_escapes(out, c);
+                copied = i + len;
+            }
+        }
+        i += len;
     }
+    out.push_str(&s[copied..]);
     out.push('"');
 }
 
 /// Writes `c` as one `\uXXXX` escape, or two (a surrogate pair) outside the BMP.
 fn push_utf16_escapes(out: &mut String, c: char) {
     let mut units = [0u16; 2];
-    for unit in c.encode_utf16(&mut units) {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "\\u{unit:04x}");
+    for &mut unit in c.encode_utf16(&mut units) {
+        push_unit_escape(out, unit);
+    }
+}
+
+/// Writes one UTF-16 code unit as `\uxxxx` (lower-case hex).
+fn push_unit_escape(out: &mut String, unit: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push_str("\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(char::from(HEX[usize::from((unit >> shift) & 0xf)]));
     }
 }
 
@@ -108,37 +168,6 @@ pub fn js_string(frame: &str) -> String {
         }
     }
     out
-}
-
-/// Why a client payload was refused; the texts are the ones the protocol tests expect.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PayloadError {
-    /// No body (or an empty `d=` form field).
-    #[error("Payload expected.")]
-    Empty,
-    /// Not JSON, or not a string / array of strings.
-    #[error("Broken JSON encoding.")]
-    BrokenJson,
-}
-
-/// The client's messages: a JSON array of strings, or (WebSocket transport) a single string.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum Inbound {
-    Many(Vec<String>),
-    One(String),
-}
-
-/// Parses a client payload into its messages.
-pub fn parse_messages(payload: &[u8]) -> Result<Vec<String>, PayloadError> {
-    if payload.is_empty() {
-        return Err(PayloadError::Empty);
-    }
-    match serde_json::from_slice::<Inbound>(payload) {
-        Ok(Inbound::Many(v)) => Ok(v),
-        Ok(Inbound::One(s)) => Ok(vec![s]),
-        Err(_) => Err(PayloadError::BrokenJson),
-    }
 }
 
 #[cfg(test)]
@@ -234,21 +263,81 @@ mod tests {
         assert_eq!(s, r#""a[\"\u003c/script\u003e\"]""#);
     }
 
+    /// The escaper as first written, one `char` at a time: the table the fast one must match.
+    fn quote_char_by_char(s: &str) -> String {
+        let mut out = String::from('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{0008}' => out.push_str("\\b"),
+                '\u{000c}' => out.push_str("\\f"),
+                c if must_escape(c) => {
+                    for unit in c.encode_utf16(&mut [0u16; 2]) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
     #[test]
-    fn parses_payloads() {
-        assert_eq!(
-            parse_messages(br#"["a","b"]"#),
-            Ok(vec!["a".into(), "b".into()])
-        );
-        assert_eq!(parse_messages(br#""a""#), Ok(vec!["a".into()]));
-        assert_eq!(parse_messages(br#"[]"#), Ok(vec![]));
-        assert_eq!(
-            parse_messages(br#"["\ud83d\ude00"]"#),
-            Ok(vec!["\u{1f600}".into()])
-        );
-        assert_eq!(parse_messages(b""), Err(PayloadError::Empty));
-        assert_eq!(parse_messages(br#"["x"#), Err(PayloadError::BrokenJson));
-        assert_eq!(parse_messages(br#"[1]"#), Err(PayloadError::BrokenJson));
-        assert_eq!(parse_messages(br#"{"a":1}"#), Err(PayloadError::BrokenJson));
+    fn fast_escaper_matches_char_by_char_on_every_char() {
+        let all: String = (0u32..=0x10ffff).filter_map(char::from_u32).collect();
+        assert_eq!(quote(&all), quote_char_by_char(&all));
+        for c in (0u32..=0x10ffff).filter_map(char::from_u32) {
+            let s = format!("a{c}b");
+            assert_eq!(quote(&s), quote_char_by_char(&s), "{c:?}");
+        }
+    }
+
+    /// Strings mixing plain ASCII runs, JSON specials, SockJS ranges and astral characters.
+    fn tricky_string() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            "[ -~]{0,12}",
+            prop::sample::select(vec![
+                "\"",
+                "\\",
+                "\n",
+                "\r",
+                "\t",
+                "\u{8}",
+                "\u{c}",
+                "\0",
+                "\u{1f}",
+                "\u{7f}",
+                "\u{9f}",
+                "\u{ad}",
+                "\u{a0}",
+                "\u{603}",
+                "\u{70f}",
+                "\u{17b5}",
+                "\u{200d}",
+                "\u{2029}",
+                "\u{2061}",
+                "\u{feff}",
+                "\u{fff5}",
+                "\u{1f600}",
+                "é",
+                "日",
+            ])
+            .prop_map(str::to_owned),
+            any::<char>().prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..16).prop_map(|v| v.concat())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_escaper_matches_char_by_char(s in tricky_string()) {
+            proptest::prop_assert_eq!(quote(&s), quote_char_by_char(&s));
+        }
     }
 }

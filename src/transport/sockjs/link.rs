@@ -56,18 +56,6 @@ fn append(batch: &mut Option<BytesMut>, first: &Bytes, more: &[u8]) {
     batch.extend_from_slice(more);
 }
 
-/// Client messages as one chunk, in order (one message is handed over without a copy).
-pub(super) fn join_messages(mut messages: Vec<String>) -> Bytes {
-    if messages.len() == 1 {
-        return messages.pop().map(Bytes::from).unwrap_or_default();
-    }
-    let mut out = BytesMut::with_capacity(messages.iter().map(String::len).sum());
-    for m in &messages {
-        out.extend_from_slice(m.as_bytes());
-    }
-    out.freeze()
-}
-
 /// The sending half of a SockJS session: each STOMP frame as one SockJS message.
 pub struct SockjsTx {
     session: Arc<Session>,
@@ -154,6 +142,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::transport::sockjs::payload::Messages;
     use crate::transport::sockjs::session::{Event, SessionLimits};
 
     fn limits(batch: bool) -> SessionLimits {
@@ -183,14 +172,18 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    fn messages(v: &[&str]) -> Messages {
+        v.iter().copied().collect()
+    }
+
     #[tokio::test]
     async fn batching_recv_joins_everything_queued_in_order_then_sees_the_close() {
         let (s, mut rx, _tx) = session(true);
-        s.push_inbound(strings(&["SEND\n\n\0", "SEND"]))
+        s.push_inbound(messages(&["SEND\n\n\0", "SEND"]))
             .await
             .unwrap();
-        s.push_inbound(strings(&["\n\n\0"])).await.unwrap();
-        s.push_inbound(strings(&["", "\n"])).await.unwrap();
+        s.push_inbound(messages(&["\n\n\0"])).await.unwrap();
+        s.push_inbound(messages(&["", "\n"])).await.unwrap();
         s.close(1000, "bye");
         let chunk = rx.recv().await.unwrap().unwrap();
         assert_eq!(&chunk[..], b"SEND\n\n\0SEND\n\n\0\n");
@@ -200,9 +193,10 @@ mod tests {
     #[tokio::test]
     async fn unbatched_recv_keeps_one_message_per_chunk() {
         let (s, mut rx, _tx) = session(false);
-        s.push_inbound(strings(&["a", "b"])).await.unwrap();
+        s.push_inbound(messages(&["a", "", "b"])).await.unwrap();
         s.close(1000, "bye");
         assert_eq!(rx.recv().await.unwrap(), Some(Bytes::from_static(b"a")));
+        assert_eq!(rx.recv().await.unwrap(), Some(Bytes::new()));
         assert_eq!(rx.recv().await.unwrap(), Some(Bytes::from_static(b"b")));
         assert_eq!(rx.recv().await.unwrap(), None);
     }
@@ -212,7 +206,7 @@ mod tests {
         let (s, mut rx, _tx) = session(true);
         let big = "x".repeat(RECV_BATCH_BYTES - 1);
         for m in [big.as_str(), "y", "z"] {
-            s.push_inbound(strings(&[m])).await.unwrap();
+            s.push_inbound(messages(&[m])).await.unwrap();
         }
         assert_eq!(rx.recv().await.unwrap().unwrap().len(), RECV_BATCH_BYTES);
         assert_eq!(rx.recv().await.unwrap(), Some(Bytes::from_static(b"z")));
@@ -273,12 +267,5 @@ mod tests {
         assert_eq!(next(&s).await, Event::Messages(strings(&["123456"])));
         waiting.await.unwrap().unwrap();
         assert_eq!(next(&s).await, Event::Messages(strings(&["7890x"])));
-    }
-
-    #[test]
-    fn joins_messages_in_order() {
-        assert_eq!(join_messages(strings(&["a", "", "bc"])), "abc");
-        assert_eq!(join_messages(strings(&["one"])), "one");
-        assert!(join_messages(Vec::new()).is_empty());
     }
 }

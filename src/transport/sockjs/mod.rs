@@ -9,6 +9,7 @@
 //! | `session.rs` | sessions, their registry and expiry |
 //! | `link.rs` | [`SockjsRx`] / [`SockjsTx`], the halves the relay drives |
 //! | `frames.rs` | `o` / `h` / `a[...]` / `c[...]` frames and SockJS JSON escaping |
+//! | `payload.rs` | decoding the client's JSON payloads into messages |
 //! | `receive.rs` | `xhr`, `xhr_streaming`, `eventsource`, `htmlfile`, `jsonp` |
 //! | `send.rs` | `xhr_send`, `jsonp_send` |
 //! | `websocket.rs` | the `websocket` transport and the raw `{prefix}/websocket` endpoint |
@@ -19,6 +20,7 @@ mod frames;
 mod http;
 mod info;
 mod link;
+mod payload;
 mod receive;
 mod send;
 mod session;

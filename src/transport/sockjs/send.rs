@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Response, StatusCode};
 
-use super::frames::{self, PayloadError};
 use super::http as h;
+use super::payload::{parse_messages, Messages, PayloadError};
 use super::session::Session;
 use crate::transport::{HttpBody, LinkError};
 
@@ -60,14 +60,16 @@ pub async fn deliver(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response<HttpBody> {
-    let payload = match kind {
-        SendKind::Xhr => Ok(body.to_vec()),
-        SendKind::Jsonp => jsonp_payload(headers, &body),
+    let mut messages = Messages::default();
+    let parsed = match kind {
+        SendKind::Xhr => parse_messages(&body, &mut messages),
+        SendKind::Jsonp => {
+            jsonp_payload(headers, &body).and_then(|p| parse_messages(&p, &mut messages))
+        }
     };
-    let messages = match payload.and_then(|p| frames::parse_messages(&p)) {
-        Ok(m) => m,
-        Err(e) => return payload_error(&e),
-    };
+    if let Err(e) = parsed {
+        return payload_error(&e);
+    }
     match session.push_inbound(messages).await {
         Ok(()) => {}
         Err(LinkError::Overflow) => {

@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
 
 use super::frames;
-use super::link::{join_messages, SockjsRx, SockjsTx};
+use super::link::{SockjsRx, SockjsTx};
+use super::payload::Messages;
 use crate::transport::{CloseCode, LinkError};
 
 /// Limits and timers one session obeys.
@@ -207,19 +208,19 @@ impl Session {
 
     /// Delivers client messages to the relay, waiting (bounded) for room; batching, as one
     /// chunk.
-    pub async fn push_inbound(&self, messages: Vec<String>) -> Result<(), LinkError> {
+    pub async fn push_inbound(&self, messages: Messages) -> Result<(), LinkError> {
         let Some(tx) = self.inbound() else {
             return Err(LinkError::Gone);
         };
         if self.limits.batch {
-            let chunk = join_messages(messages);
+            let chunk = messages.into_joined();
             if chunk.is_empty() {
                 return Ok(());
             }
             return self.send_inbound(&tx, chunk).await;
         }
-        for m in messages {
-            self.send_inbound(&tx, Bytes::from(m)).await?;
+        for m in messages.into_each() {
+            self.send_inbound(&tx, m).await?;
         }
         Ok(())
     }
@@ -530,11 +531,11 @@ mod tests {
         let Attach::Attached(id) = s.attach() else {
             panic!("first receiver must attach")
         };
-        s.push_inbound(vec!["m".into()]).await.unwrap();
+        s.push_inbound(["m"].into_iter().collect()).await.unwrap();
         s.detach(id, true);
         assert_eq!(rx.recv().await.unwrap(), Some(Bytes::from_static(b"m")));
         assert_eq!(rx.recv().await.unwrap(), None);
-        assert!(s.push_inbound(vec!["x".into()]).await.is_err());
+        assert!(s.push_inbound(["x"].into_iter().collect()).await.is_err());
     }
 
     #[tokio::test(start_paused = true)]

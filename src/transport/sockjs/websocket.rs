@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::http as h;
+use super::payload::{parse_messages, Messages};
 use super::session::{Attach, Event, Session};
 use super::{frames, Sockjs, RECV_BATCH_BYTES};
 use crate::transport::{ClientLink, ClientMeta, HttpBody};
@@ -182,11 +183,11 @@ type WsItem = Option<Result<Message, WsError>>;
 /// The client messages in `first` and, batching, in the WebSocket messages already received
 /// behind it (up to [`RECV_BATCH_BYTES`]), so they reach the relay as one chunk; `true` once
 /// the client closed, vanished or broke the protocol (after the messages before that).
-fn read_messages<S>(first: WsItem, stream: &mut S, raw: bool, batch: bool) -> (Vec<String>, bool)
+fn read_messages<S>(first: WsItem, stream: &mut S, raw: bool, batch: bool) -> (Messages, bool)
 where
     S: Stream<Item = Result<Message, WsError>> + Unpin,
 {
-    let mut messages = Vec::new();
+    let mut messages = Messages::default();
     let mut bytes = 0;
     let mut item = first;
     loop {
@@ -198,7 +199,7 @@ where
         };
         if let Some(data) = data {
             bytes += data.len();
-            if push_messages(&mut messages, data, raw).is_err() {
+            if push_messages(&mut messages, &data, raw).is_err() {
                 return (messages, true);
             }
         }
@@ -215,11 +216,11 @@ where
 
 /// Appends the client messages in one WebSocket message: itself on the raw endpoint, else its
 /// SockJS JSON (an empty message carries none).
-fn push_messages(messages: &mut Vec<String>, data: Bytes, raw: bool) -> Result<(), ()> {
+fn push_messages(messages: &mut Messages, data: &[u8], raw: bool) -> Result<(), ()> {
     if raw {
-        messages.push(String::from_utf8(data.into()).map_err(drop)?);
+        messages.push(std::str::from_utf8(data).map_err(drop)?);
     } else if !data.is_empty() {
-        messages.extend(frames::parse_messages(&data).map_err(drop)?);
+        parse_messages(data, messages).map_err(drop)?;
     }
     Ok(())
 }
@@ -299,7 +300,7 @@ mod tests {
             Message::text(r#"["late"]"#),
         ]);
         let (messages, ended) = read_messages(first, &mut rest, false, true);
-        assert_eq!(messages, ["a", "b", "c", "d"]);
+        assert_eq!(messages.to_strings(), ["a", "b", "c", "d"]);
         assert!(ended, "the close behind the batch must end the session");
     }
 
@@ -307,31 +308,37 @@ mod tests {
     fn batching_stops_at_what_is_not_yet_here_and_keeps_what_came_before_bad_json() {
         let a = || Some(Ok(Message::text(r#"["a"]"#)));
         let mut pending = futures_util::stream::pending::<WsItemOk>();
+        let (messages, ended) = read_messages(a(), &mut pending, false, true);
         assert_eq!(
-            read_messages(a(), &mut pending, false, true),
+            (messages.to_strings(), ended),
             (vec!["a".to_owned()], false)
         );
         let mut bad = items(vec![Message::text(r#"["b"]"#), Message::text(r#"["c"#)]);
         let (messages, ended) = read_messages(a(), &mut bad, false, true);
         assert_eq!(
-            (messages, ended),
+            (messages.to_strings(), ended),
             (vec!["a".to_owned(), "b".to_owned()], true)
         );
         let mut raw = items(vec![Message::Ping(Bytes::new()), Message::text("y")]);
         let (messages, _) = read_messages(Some(Ok(Message::text("x"))), &mut raw, true, true);
-        assert_eq!(messages, ["x", "y"]);
+        assert_eq!(messages.to_strings(), ["x", "y"]);
     }
 
     #[test]
     fn unbatched_reads_one_message_at_a_time() {
         let first = Some(Ok(Message::text(r#"["a","b"]"#)));
         let mut rest = items(vec![Message::text(r#"["c"]"#)]);
+        let (messages, ended) = read_messages(first, &mut rest, false, false);
         assert_eq!(
-            read_messages(first, &mut rest, false, false),
+            (messages.to_strings(), ended),
             (vec!["a".to_owned(), "b".to_owned()], false)
         );
-        let next = read_messages(rest.next().now_or_never().unwrap(), &mut rest, false, false);
-        assert_eq!(next, (vec!["c".to_owned()], false));
+        let (messages, ended) =
+            read_messages(rest.next().now_or_never().unwrap(), &mut rest, false, false);
+        assert_eq!(
+            (messages.to_strings(), ended),
+            (vec!["c".to_owned()], false)
+        );
     }
 
     #[test]
