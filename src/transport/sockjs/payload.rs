@@ -2,11 +2,14 @@
 //! single string) decoded into [`Messages`], the strings back to back in one buffer. Pure code,
 //! no I/O.
 //!
-//! The decoder accepts exactly what `serde_json` accepts for a `Vec<String>` or a `String`
-//! (the tests hold it to that), but writes every message straight into the one buffer: no
-//! `String` per message, and a batch reaches the relay as that buffer, without a join.
+//! serde_json reads the payload; a `DeserializeSeed` writes every message straight into the one
+//! buffer as it is read: no `String` per message, and a batch reaches the relay as that buffer,
+//! without a join.
+
+use std::fmt;
 
 use bytes::{Bytes, BytesMut};
+use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 /// Why a client payload was refused; the texts are the ones the protocol tests expect.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,146 +108,68 @@ pub(crate) fn parse_messages(payload: &[u8], out: &mut Messages) -> Result<(), P
         return Err(PayloadError::Empty);
     }
     let mark = (out.len(), out.byte_len());
-    let mut reader = Reader {
-        input: payload,
-        pos: 0,
-    };
-    match reader.read_payload(out) {
-        Some(()) => Ok(()),
-        None => {
-            out.truncate(mark);
-            Err(PayloadError::BrokenJson)
-        }
+    let mut json = serde_json::Deserializer::from_slice(payload);
+    let parsed = Payload(&mut *out)
+        .deserialize(&mut json)
+        .and_then(|()| json.end());
+    parsed.map_err(|_| {
+        out.truncate(mark);
+        PayloadError::BrokenJson
+    })
+}
+
+/// A whole payload, a string or an array of strings, appended to the messages as serde_json
+/// reads it: strings without escapes come straight from the payload, escaped ones from
+/// serde_json's reused scratch buffer, so no `String` is made per message.
+struct Payload<'m>(&'m mut Messages);
+
+impl<'de> DeserializeSeed<'de> for Payload<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-/// A cursor over one payload; `None` from any method means broken JSON.
-struct Reader<'a> {
-    input: &'a [u8],
-    pos: usize,
+impl<'de> Visitor<'de> for Payload<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an array of strings")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        self.0.push(s);
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Message(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
 }
 
-impl Reader<'_> {
-    /// A string or an array of strings, and nothing but JSON whitespace after it.
-    fn read_payload(&mut self, out: &mut Messages) -> Option<()> {
-        self.skip_whitespace();
-        if self.peek()? == b'[' {
-            self.pos += 1;
-            self.read_array_rest(out)?;
-        } else {
-            self.read_string(out)?;
-        }
-        self.skip_whitespace();
-        (self.pos == self.input.len()).then_some(())
+/// One element of the array: a string, nothing else.
+struct Message<'m>(&'m mut Messages);
+
+impl<'de> DeserializeSeed<'de> for Message<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Message<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
     }
 
-    /// The strings of an array whose `[` was consumed, and its `]`.
-    fn read_array_rest(&mut self, out: &mut Messages) -> Option<()> {
-        self.skip_whitespace();
-        if self.peek()? == b']' {
-            self.pos += 1;
-            return Some(());
-        }
-        loop {
-            self.skip_whitespace();
-            self.read_string(out)?;
-            self.skip_whitespace();
-            match self.next()? {
-                b',' => {}
-                b']' => return Some(()),
-                _ => return None,
-            }
-        }
-    }
-
-    /// One string literal, decoded into `out` as one message.
-    fn read_string(&mut self, out: &mut Messages) -> Option<()> {
-        (self.next()? == b'"').then_some(())?;
-        loop {
-            let run_start = self.pos;
-            let rest = &self.input[run_start..];
-            let run = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-            // Runs end only at ASCII bytes, so each run is valid UTF-8 iff the text is.
-            let text = std::str::from_utf8(&rest[..run]).ok()?;
-            out.bytes.extend_from_slice(text.as_bytes());
-            self.pos = run_start + run + 1;
-            match rest[run] {
-                b'"' => {
-                    out.end_message();
-                    return Some(());
-                }
-                b'\\' => self.read_escape(&mut out.bytes)?,
-                _ => return None,
-            }
-        }
-    }
-
-    /// The escape after a `\`, appended to `out` as UTF-8.
-    fn read_escape(&mut self, out: &mut BytesMut) -> Option<()> {
-        let byte = match self.next()? {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                let c = self.read_unicode_escape()?;
-                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-                return Some(());
-            }
-            _ => return None,
-        };
-        out.extend_from_slice(&[byte]);
-        Some(())
-    }
-
-    /// The character of a `\uXXXX` escape whose `\u` was consumed; a surrogate must be a
-    /// leading one followed at once by an escaped trailing one.
-    fn read_unicode_escape(&mut self) -> Option<char> {
-        let unit = self.read_hex4()?;
-        if !(0xd800..0xe000).contains(&unit) {
-            return char::from_u32(u32::from(unit));
-        }
-        if unit >= 0xdc00 || self.input.get(self.pos..self.pos + 2)? != b"\\u" {
-            return None;
-        }
-        self.pos += 2;
-        let low = self.read_hex4()?;
-        if !(0xdc00..0xe000).contains(&low) {
-            return None;
-        }
-        let high = u32::from(unit - 0xd800) << 10;
-        char::from_u32(0x10000 + (high | u32::from(low - 0xdc00)))
-    }
-
-    fn read_hex4(&mut self) -> Option<u16> {
-        let digits = self.input.get(self.pos..self.pos + 4)?;
-        self.pos += 4;
-        digits.iter().try_fold(0u16, |acc, &d| {
-            let v = char::from(d).to_digit(16)?;
-            Some(acc << 4 | v as u16)
-        })
-    }
-
-    fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.input.get(self.pos) {
-            self.pos += 1;
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.input.get(self.pos).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let b = self.peek()?;
-        self.pos += 1;
-        Some(b)
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        self.0.push(s);
+        Ok(())
     }
 }
 
