@@ -1,5 +1,6 @@
 //! Property tests for the STOMP codec: encode→decode round trips in every version, decoding
-//! does not depend on how the bytes are split, and arbitrary bytes never panic the decoder.
+//! does not depend on how the bytes are split, a decoded frame's header lookups (which scan its
+//! raw bytes) agree with its header list, and arbitrary bytes never panic the decoder.
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
@@ -194,6 +195,74 @@ fn small_limits() -> impl Strategy<Value = Limits> {
     })
 }
 
+/// A SEND frame written by hand: header lines from a small set of names (repeats, prefixes of
+/// each other, a colon in the value), values with valid escapes, each line ending in LF or CRLF.
+fn hand_written_frame() -> impl Strategy<Value = Vec<u8>> {
+    let line = (
+        proptest::sample::select(vec![
+            "destination",
+            "destination-x",
+            "dest",
+            "receipt",
+            "x",
+            "",
+        ]),
+        proptest::collection::vec(
+            proptest::sample::select(vec!["a", "/", ":", "\\c", "\\n", "\\\\", " "]),
+            0..5,
+        ),
+        proptest::sample::select(vec!["\n", "\r\n"]),
+    );
+    (
+        proptest::collection::vec(line, 0..8),
+        proptest::sample::select(vec!["\n", "\r\n"]),
+    )
+        .prop_map(|(lines, blank)| {
+            let mut frame = b"SEND\n".to_vec();
+            for (name, value, eol) in lines {
+                frame.extend_from_slice(name.as_bytes());
+                frame.push(b':');
+                frame.extend_from_slice(value.concat().as_bytes());
+                frame.extend_from_slice(eol.as_bytes());
+            }
+            frame.extend_from_slice(blank.as_bytes());
+            frame.extend_from_slice(b"body\0");
+            frame
+        })
+}
+
+/// Decodes `bytes` twice; in the first copy of each frame looks every header name up through
+/// the frame's lazy lookups (before any list exists), in the second builds the list; the two
+/// must agree: first value wins, counts match, `header_value` equals `header_bytes`.
+fn assert_lookups_match_list(
+    bytes: &[u8],
+    version: Version,
+    limits: Limits,
+) -> Result<(), TestCaseError> {
+    let lazy = feed(&[bytes], version, limits);
+    let listed = feed(&[bytes], version, limits);
+    for (a, b) in lazy.items.iter().zip(&listed.items) {
+        let (Item::Frame(a), Item::Frame(b)) = (a, b) else {
+            continue;
+        };
+        let list = b.headers();
+        for h in list {
+            let Ok(name) = std::str::from_utf8(&h.name) else {
+                continue;
+            };
+            let first = list.iter().find(|x| x.name == h.name).map(|x| &x.value[..]);
+            let count = list.iter().filter(|x| x.name == h.name).count();
+            prop_assert_eq!(a.header_bytes(name), first, "{:?} in {:?}", name, b);
+            prop_assert_eq!(a.header_count(name), count, "{:?} in {:?}", name, b);
+            let value = a.header_value(name);
+            prop_assert_eq!(value.as_deref(), first);
+        }
+        prop_assert_eq!(a.header_bytes("no-such-header"), None);
+        prop_assert_eq!(a.headers(), list);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -265,6 +334,29 @@ proptest! {
         cuts in proptest::collection::vec(any::<usize>(), 0..8),
     ) {
         assert_split_independent(&bytes, &cuts, v, limits);
+    }
+
+    #[test]
+    fn header_lookups_agree_with_the_header_list((v, seq) in versioned_sequence()) {
+        assert_lookups_match_list(&encode_all(&seq, v), v, roomy())?;
+    }
+
+    #[test]
+    fn header_lookups_agree_with_the_header_list_on_stompish_bytes(
+        bytes in stompish_bytes(),
+        v in version(),
+    ) {
+        assert_lookups_match_list(&bytes, v, roomy())?;
+    }
+
+    #[test]
+    fn header_lookups_agree_with_the_header_list_on_hand_written_frames(
+        bytes in hand_written_frame(),
+        v in version(),
+    ) {
+        let decoded = feed(&[&bytes], v, roomy());
+        prop_assert_eq!(decoded.items.len(), 1, "{:?}", decoded);
+        assert_lookups_match_list(&bytes, v, roomy())?;
     }
 
     #[test]
