@@ -178,10 +178,14 @@ out.append("|---|---|---|")
 r1, r2 = ratio(b, a), ratio(b, c)
 out.append(f"| stompgate→RabbitMQ ≥ 1.5× Web-STOMP throughput | {fmt(r1,'{:.2f}')}× | {verdict(None if r1 is None else r1 >= 1.5)} |")
 out.append(f"| stompgate→RabbitMQ ≥ 0.75× direct TCP throughput | {fmt(r2,'{:.2f}')}× | {verdict(None if r2 is None else r2 >= 0.75)} |")
-add = None if b99 is None or c99 is None else (b99 - c99) / 1000
-out.append(f"| p99 added over direct TCP ≤ 0.5 ms at 10,000 msg/s | {fmt(add,'{:+.2f}')} ms (p99 {fmt(b99)} vs {fmt(c99)} µs) | {verdict(None if add is None else add <= 0.5)} |")
+# Per repetition (the b and c runs of one repetition are seconds apart, so they share the
+# machine's state): the median of the differences, and their range.
+diffs = [(p99(x) - p99(y)) / 1000 for x, y in zip(runs(names[1], "r10k"), runs(names[2], "r10k"))]
+add = statistics.median(diffs) if diffs else None
+spread = f", per rep {min(diffs):+.2f} … {max(diffs):+.2f}" if diffs else ""
+out.append(f"| p99 added over direct TCP ≤ 0.5 ms at 10,000 msg/s | {fmt(add,'{:+.2f}')} ms (median of per-rep differences{spread}; medians {fmt(b99)} vs {fmt(c99)} µs) | {verdict(None if add is None else add <= 0.5)} |")
 r3, r4 = ratio(d_cpu, e_cpu), ratio(d_cpu10, e_cpu10)
-out.append(f"| gateway CPU/msg ≤ 0.8× raw byte pump (max rate; 10k/s) | {fmt(r3,'{:.2f}')}×; {fmt(r4,'{:.2f}')}× | {verdict(None if r3 is None else r3 <= 0.8)} |")
+out.append(f"| gateway CPU/msg ≤ 0.8× raw byte pump (max rate, judged; 10k/s) | {fmt(r3,'{:.2f}')}×; {fmt(r4,'{:.2f}')}× | {verdict(None if r3 is None else r3 <= 0.8)} |")
 out.append(f"| idle ≤ 16 KiB/session at 10,000 sessions | {fmt(per,'{:.2f}')} KiB at {idle_n} sessions (fd hard limit {fds}) | {verdict(None if per is None else per <= 16)} |")
 print("\n".join(out))
 PY
