@@ -8,7 +8,7 @@ pub mod ws;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// Which transport a client used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -137,6 +137,18 @@ pub trait ClientTx: Send + 'static {
         code: CloseCode,
         reason: &str,
     ) -> impl Future<Output = Result<(), LinkError>> + Send;
+}
+
+/// Appends one more received chunk to a batch that starts with `first` (the batch is made on
+/// the first call, so a lone chunk is handed on without a copy). Both links' `recv` join what
+/// has already arrived this way, so the relay decodes it as one chunk.
+pub(crate) fn append_to_batch(batch: &mut Option<BytesMut>, first: &Bytes, more: &[u8]) {
+    let batch = batch.get_or_insert_with(|| {
+        let mut b = BytesMut::with_capacity(first.len() + more.len());
+        b.extend_from_slice(first);
+        b
+    });
+    batch.extend_from_slice(more);
 }
 
 /// A client connection as the relay sees it.

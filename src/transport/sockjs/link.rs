@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::session::Session;
 use super::RECV_BATCH_BYTES;
-use crate::transport::{ClientRx, ClientTx, CloseCode, LinkError};
+use crate::transport::{append_to_batch, ClientRx, ClientTx, CloseCode, LinkError};
 
 /// The receiving half of a SockJS session: client messages, one per chunk or (batching) joined.
 pub struct SockjsRx {
@@ -40,20 +40,10 @@ impl ClientRx for SockjsRx {
             let Ok(more) = self.rx.try_recv() else {
                 break;
             };
-            append(&mut batch, &first, &more);
+            append_to_batch(&mut batch, &first, &more);
         }
         Ok(Some(batch.map_or(first, BytesMut::freeze)))
     }
-}
-
-/// Appends one more chunk to a batch that starts with `first`.
-fn append(batch: &mut Option<BytesMut>, first: &Bytes, more: &[u8]) {
-    let batch = batch.get_or_insert_with(|| {
-        let mut b = BytesMut::with_capacity(first.len() + more.len());
-        b.extend_from_slice(first);
-        b
-    });
-    batch.extend_from_slice(more);
 }
 
 /// The sending half of a SockJS session: each STOMP frame as one SockJS message.

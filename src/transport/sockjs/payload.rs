@@ -109,7 +109,7 @@ pub(crate) fn parse_messages(payload: &[u8], out: &mut Messages) -> Result<(), P
     }
     let mark = (out.len(), out.byte_len());
     let mut json = serde_json::Deserializer::from_slice(payload);
-    let parsed = Payload(&mut *out)
+    let parsed = Strings::payload(&mut *out)
         .deserialize(&mut json)
         .and_then(|()| json.end());
     parsed.map_err(|_| {
@@ -118,58 +118,63 @@ pub(crate) fn parse_messages(payload: &[u8], out: &mut Messages) -> Result<(), P
     })
 }
 
-/// A whole payload, a string or an array of strings, appended to the messages as serde_json
-/// reads it: strings without escapes come straight from the payload, escaped ones from
-/// serde_json's reused scratch buffer, so no `String` is made per message.
-struct Payload<'m>(&'m mut Messages);
+/// Strings appended to the messages as serde_json reads them: strings without escapes come
+/// straight from the payload, escaped ones from serde_json's reused scratch buffer, so no
+/// `String` is made per message. At the top (`array`) a payload is a string or an array of
+/// these; inside the array, a string and nothing else.
+struct Strings<'m> {
+    out: &'m mut Messages,
+    array: bool,
+}
 
-impl<'de> DeserializeSeed<'de> for Payload<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
+impl<'m> Strings<'m> {
+    /// The whole payload.
+    fn payload(out: &'m mut Messages) -> Self {
+        Strings { out, array: true }
     }
 }
 
-impl<'de> Visitor<'de> for Payload<'_> {
+impl<'de> DeserializeSeed<'de> for Strings<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.array {
+            d.deserialize_any(self)
+        } else {
+            d.deserialize_str(self)
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Strings<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string or an array of strings")
+        f.write_str(if self.array {
+            "a string or an array of strings"
+        } else {
+            "a string"
+        })
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        self.0.push(s);
+        self.out.push(s);
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Message(&mut *self.0))?.is_some() {}
-        Ok(())
-    }
-}
-
-/// One element of the array: a string, nothing else.
-struct Message<'m>(&'m mut Messages);
-
-impl<'de> DeserializeSeed<'de> for Message<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Message<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        self.0.push(s);
-        Ok(())
+        if !self.array {
+            return Err(de::Error::invalid_type(de::Unexpected::Seq, &self));
+        }
+        loop {
+            let element = Strings {
+                out: &mut *self.out,
+                array: false,
+            };
+            if seq.next_element_seed(element)?.is_none() {
+                return Ok(());
+            }
+        }
     }
 }
 

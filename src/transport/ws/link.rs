@@ -17,7 +17,7 @@ use super::{
     RECV_BATCH_BYTES,
 };
 use crate::config::WsFrameMode;
-use crate::transport::{ClientRx, ClientTx, CloseCode, LinkError};
+use crate::transport::{append_to_batch, ClientRx, ClientTx, CloseCode, LinkError};
 
 /// What the two halves share to carry out the closing handshake.
 #[derive(Debug, Default)]
@@ -87,8 +87,8 @@ impl ClientRx for WsRx {
                 break;
             };
             match item {
-                Some(Ok(Message::Text(t))) => append(&mut batch, &first, t.as_ref()),
-                Some(Ok(Message::Binary(b))) => append(&mut batch, &first, &b),
+                Some(Ok(Message::Text(t))) => append_to_batch(&mut batch, &first, t.as_ref()),
+                Some(Ok(Message::Binary(b))) => append_to_batch(&mut batch, &first, &b),
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 other => {
                     self.held = Some(other);
@@ -98,16 +98,6 @@ impl ClientRx for WsRx {
         }
         Ok(Some(batch.map_or(first, BytesMut::freeze)))
     }
-}
-
-/// Appends one more message to a batch that starts with `first`.
-fn append(batch: &mut Option<BytesMut>, first: &Bytes, more: &[u8]) {
-    let batch = batch.get_or_insert_with(|| {
-        let mut b = BytesMut::with_capacity(first.len() + more.len());
-        b.extend_from_slice(first);
-        b
-    });
-    batch.extend_from_slice(more);
 }
 
 impl WsRx {
