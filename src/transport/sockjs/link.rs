@@ -129,33 +129,14 @@ impl Drop for SockjsTx {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
-    use std::time::Duration;
 
     use super::*;
     use crate::transport::sockjs::payload::Messages;
-    use crate::transport::sockjs::session::{Event, SessionLimits};
-
-    fn limits(batch: bool) -> SessionLimits {
-        SessionLimits {
-            heartbeat: Duration::from_secs(25),
-            disconnect_delay: Duration::from_secs(5),
-            queue_messages: 3,
-            queue_bytes: 10,
-            send_timeout: Duration::from_secs(1),
-            inbound_messages: 8,
-            batch,
-        }
-    }
+    use crate::transport::sockjs::session::test_support::{limits, next};
+    use crate::transport::sockjs::session::Event;
 
     fn session(batch: bool) -> (Arc<Session>, SockjsRx, SockjsTx) {
-        Session::new(limits(batch), &Arc::new(AtomicUsize::new(0)))
-    }
-
-    async fn next(s: &Session) -> Event {
-        let sleep = tokio::time::sleep(s.limits().heartbeat);
-        tokio::pin!(sleep);
-        let mut w = s.subscribe();
-        s.next_event(&mut w, sleep).await
+        Session::new(limits(8, batch), &Arc::new(AtomicUsize::new(0)))
     }
 
     fn strings(v: &[&str]) -> Vec<String> {

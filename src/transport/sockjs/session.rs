@@ -459,28 +459,42 @@ async fn watch_expiry(registry: Arc<Registry>, id: String, session: Arc<Session>
     session.expire();
 }
 
+/// Session fixtures shared by this module's tests and the links'.
 #[cfg(test)]
-mod tests {
+pub(super) mod test_support {
     use super::*;
-    use crate::transport::{ClientRx, ClientTx};
 
-    fn limits() -> SessionLimits {
+    /// Small queues (3 messages, 10 bytes) so tests reach the limits quickly.
+    pub fn limits(inbound_messages: usize, batch: bool) -> SessionLimits {
         SessionLimits {
             heartbeat: Duration::from_secs(25),
             disconnect_delay: Duration::from_secs(5),
             queue_messages: 3,
             queue_bytes: 10,
             send_timeout: Duration::from_secs(1),
-            inbound_messages: 4,
-            batch: false,
+            inbound_messages,
+            batch,
         }
     }
 
-    async fn next(s: &Session) -> Event {
+    /// The session's next event, waiting at most one heartbeat interval.
+    pub async fn next(s: &Session) -> Event {
         let sleep = tokio::time::sleep(s.limits().heartbeat);
         tokio::pin!(sleep);
         let mut w = s.subscribe();
         s.next_event(&mut w, sleep).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{ClientRx, ClientTx};
+
+    use super::test_support::next;
+
+    fn limits() -> SessionLimits {
+        super::test_support::limits(4, false)
     }
 
     #[tokio::test(start_paused = true)]
