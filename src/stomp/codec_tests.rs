@@ -592,4 +592,13 @@ fn headers_are_checked_while_streaming_though_no_list_is_built() {
         error(b"SEND\ncontent-length:1\\c\n\nx\0", Version::V1_2),
         DecodeError::BadContentLength
     );
+    // Escapes are checked when the header block is complete, before any of the body is read.
+    assert!(matches!(
+        error(b"MESSAGE\na:1\r\nb:\\x\r\nc:3\r\n\r\n", Version::V1_2),
+        DecodeError::BadEscape { .. }
+    ));
+    assert!(matches!(
+        error(b"MESSAGE\nok:\\c\r\nname\\q:1\n\n", Version::V1_1),
+        DecodeError::BadEscape { .. }
+    ));
 }

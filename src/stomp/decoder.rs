@@ -16,6 +16,7 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 
 use super::escape::unescape;
+use super::frame::wire_lines;
 use super::{Command, Frame, Version};
 
 /// Longest command line that can be valid: `UNSUBSCRIBE` / `DISCONNECT` plus a CR.
@@ -295,6 +296,7 @@ impl Decoder {
         };
         if line.is_empty() {
             self.block.1 = line.start;
+            self.check_escapes(window, command)?;
             let start = next;
             self.stage = Stage::Body {
                 start,
@@ -305,9 +307,9 @@ impl Decoder {
         self.read_header(window, line, command)
     }
 
-    /// Checks one `name:value` line: a colon, defined escapes, a valid `content-length`. The
-    /// line stays where it is; [`Frame`] reads its headers from the frame's bytes. Lines
-    /// without a backslash (nearly all) need no unescaping, so that is checked once per line.
+    /// Checks one `name:value` line as it arrives: a colon, and a valid `content-length`. The
+    /// line stays where it is; [`Frame`] reads its headers from the frame's bytes. Escapes are
+    /// checked once per frame, when the header block is complete ([`Self::check_escapes`]).
     fn read_header(
         &mut self,
         window: &[u8],
@@ -327,25 +329,44 @@ impl Decoder {
             .position(|&b| b == b':')
             .ok_or(DecodeError::HeaderWithoutColon)?;
         let (name, value) = (&bytes[..colon], &bytes[colon + 1..]);
-        let escaped = self.version != Version::V1_0
-            && command.escapes_headers()
-            && memchr::memchr(b'\\', bytes).is_some();
-        if !escaped {
-            if name == b"content-length" {
-                self.set_content_length(value)?;
-            }
+        // No escape sequence unescapes to a letter or a dash, so only a name that is exactly
+        // `content-length` on the wire can be one; its value is read unescaped when it has an
+        // escape (then `1:` from `1\c`, say, is no number).
+        if name != b"content-length" {
             return Ok(());
         }
-        let version = self.version;
-        let bad = |_| DecodeError::BadEscape {
-            version: version.as_str(),
-        };
-        let name = unescape(name, version).map_err(bad)?;
-        let value = unescape(value, version).map_err(bad)?;
-        self.escapes = Some(version);
-        if &name[..] == b"content-length" {
-            self.set_content_length(&value)?;
+        if self.escape_rules(command) && memchr::memchr(b'\\', value).is_some() {
+            let value = unescape(value, self.version).map_err(|_| self.bad_escape())?;
+            return self.set_content_length(&value);
         }
+        self.set_content_length(value)
+    }
+
+    /// Whether this frame's header lines are unescaped (STOMP 1.1+, except CONNECT/CONNECTED).
+    fn escape_rules(&self, command: Command) -> bool {
+        self.version != Version::V1_0 && command.escapes_headers()
+    }
+
+    fn bad_escape(&self) -> DecodeError {
+        DecodeError::BadEscape {
+            version: self.version.as_str(),
+        }
+    }
+
+    /// Once the header block is complete: every escape in it must be one the version defines.
+    /// One search over the block finds none in nearly every frame; otherwise every line is
+    /// unescaped to check it, and the frame remembers that its lines need unescaping.
+    fn check_escapes(&mut self, window: &[u8], command: Command) -> Result<(), DecodeError> {
+        let block = &window[self.block.0..self.block.1];
+        if !self.escape_rules(command) || memchr::memchr(b'\\', block).is_none() {
+            return Ok(());
+        }
+        for (name, value) in wire_lines(block) {
+            if unescape(name, self.version).is_err() || unescape(value, self.version).is_err() {
+                return Err(self.bad_escape());
+            }
+        }
+        self.escapes = Some(self.version);
         Ok(())
     }
 

@@ -277,7 +277,7 @@ impl fmt::Debug for Frame {
 
 /// `(name, value)` of each header line in `block` (lines end in LF or CRLF; each has a colon,
 /// the decoder checked). Nothing is unescaped.
-fn wire_lines(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+pub(super) fn wire_lines(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     block
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
