@@ -190,8 +190,8 @@ impl FrameTracer {
             direction = dir.as_str(),
             command = frame.command.as_str(),
             headers = %redacted_headers(frame),
-            body_len = frame.body.len(),
-            body = %cut_body(&frame.body, f.max_body),
+            body_len = frame.body().len(),
+            body = %cut_body(frame.body(), f.max_body),
             "frame"
         );
     }

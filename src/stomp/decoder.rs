@@ -13,7 +13,7 @@
 
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
 use super::escape::unescape;
 use super::frame::wire_lines;
@@ -421,20 +421,15 @@ impl Decoder {
     /// Splits the whole frame (through its NUL) off the buffer and assembles it.
     fn take_frame(&mut self, buf: &mut BytesMut, body_start: usize, nul: usize) -> Frame {
         let raw = buf.split_to(nul + 1).freeze();
-        let body = if body_start == nul {
-            Bytes::new()
-        } else {
-            raw.slice(body_start..nul)
-        };
         let command = self.command.take().unwrap_or(Command::Send);
         let (block, escapes) = (self.block, self.escapes);
         self.reset();
-        Frame::from_wire(command, raw, block, escapes, body)
+        Frame::from_wire(command, raw, block, escapes, (body_start, nul))
     }
 }
 
 fn take_heartbeat(buf: &mut BytesMut, eol_len: usize) -> Item {
-    let _ = buf.split_to(eol_len);
+    buf.advance(eol_len);
     Item::Heartbeat
 }
 

@@ -42,13 +42,13 @@ pub fn encode(frame: &Frame, version: Version, dst: &mut BytesMut) {
         }
         dst.extend_from_slice(b"\n");
     }
-    if !frame.body.is_empty() {
+    if !frame.body().is_empty() {
         dst.extend_from_slice(b"content-length:");
-        write_decimal(frame.body.len(), dst);
+        write_decimal(frame.body().len(), dst);
         dst.extend_from_slice(b"\n");
     }
     dst.extend_from_slice(b"\n");
-    dst.extend_from_slice(&frame.body);
+    dst.extend_from_slice(frame.body());
     dst.extend_from_slice(b"\0");
 }
 
@@ -79,5 +79,5 @@ fn encoded_len_hint(frame: &Frame) -> usize {
         .iter()
         .map(|h| h.name.len() + h.value.len() + 2)
         .sum();
-    frame.command.as_str().len() + headers + frame.body.len() + FRAME_OVERHEAD_BYTES
+    frame.command.as_str().len() + headers + frame.body().len() + FRAME_OVERHEAD_BYTES
 }

@@ -64,9 +64,17 @@ pub struct Frame {
     /// The command.
     pub command: Command,
     headers: Headers,
-    /// The body (may contain NUL bytes when `content-length` was given).
-    pub body: Bytes,
+    body: Body,
     raw: Option<Bytes>,
+}
+
+/// Where a frame's body is.
+#[derive(Clone)]
+enum Body {
+    /// Its own bytes: the frame was built or changed.
+    Own(Bytes),
+    /// `raw[start..end]` of a decoded frame (no `Bytes` of its own until asked for one).
+    Wire { start: usize, end: usize },
 }
 
 impl Frame {
@@ -75,7 +83,7 @@ impl Frame {
         Frame {
             command,
             headers: Headers::List(Vec::new()),
-            body: Bytes::new(),
+            body: Body::Own(Bytes::new()),
             raw: None,
         }
     }
@@ -102,19 +110,20 @@ impl Frame {
         Frame {
             command,
             headers: Headers::List(headers),
-            body,
+            body: Body::Own(body),
             raw,
         }
     }
 
     /// A decoded frame whose header lines are `raw[start..end]` (each `name:value` plus its
-    /// EOL, already checked), unescaped with `escapes` where a line has a backslash.
+    /// EOL, already checked), unescaped with `escapes` where a line has a backslash, and whose
+    /// body is `raw[body.0..body.1]`.
     pub(super) fn from_wire(
         command: Command,
         raw: Bytes,
         (start, end): (usize, usize),
         escapes: Option<Version>,
-        body: Bytes,
+        body: (usize, usize),
     ) -> Self {
         Frame {
             command,
@@ -124,7 +133,10 @@ impl Frame {
                 escapes,
                 list: OnceLock::new(),
             }),
-            body,
+            body: Body::Wire {
+                start: body.0,
+                end: body.1,
+            },
             raw: Some(raw),
         }
     }
@@ -209,10 +221,26 @@ impl Frame {
         list.insert(0, Header::new(name, value));
     }
 
+    /// The body (may contain NUL bytes when `content-length` was given).
+    pub fn body(&self) -> &[u8] {
+        match self.body {
+            Body::Own(ref body) => body,
+            Body::Wire { start, end } => &self.raw_bytes()[start..end],
+        }
+    }
+
+    /// The body as `Bytes` (sharing the frame's memory, no copy).
+    pub fn body_bytes(&self) -> Bytes {
+        match self.body {
+            Body::Own(ref body) => body.clone(),
+            Body::Wire { start, end } => self.raw_bytes().slice(start..end),
+        }
+    }
+
     /// Replaces the body (the encoder writes a fresh `content-length`).
     pub fn set_body(&mut self, body: impl Into<Bytes>) {
         self.clear_raw();
-        self.body = body.into();
+        self.body = Body::Own(body.into());
     }
 
     /// The original bytes of a decoded frame that has not been changed since.
@@ -239,6 +267,10 @@ impl Frame {
             };
             self.headers = Headers::List(list);
         }
+        // The body gets bytes of its own before the raw bytes it pointed into go.
+        if let Body::Wire { .. } = self.body {
+            self.body = Body::Own(self.body_bytes());
+        }
         self.raw = None;
         match &mut self.headers {
             Headers::List(list) => list,
@@ -256,7 +288,7 @@ impl Frame {
 impl PartialEq for Frame {
     fn eq(&self, other: &Self) -> bool {
         self.command == other.command
-            && self.body == other.body
+            && self.body() == other.body()
             && self.raw == other.raw
             && self.headers() == other.headers()
     }
@@ -269,7 +301,7 @@ impl fmt::Debug for Frame {
         f.debug_struct("Frame")
             .field("command", &self.command)
             .field("headers", &self.headers())
-            .field("body", &self.body)
+            .field("body", &Bytes::copy_from_slice(self.body()))
             .field("raw", &self.raw)
             .finish()
     }
@@ -388,6 +420,24 @@ mod tests {
         assert!(f.raw().is_none());
     }
 
+    #[test]
+    fn a_decoded_body_outlives_the_raw_bytes_it_was_read_from() {
+        let raw = Bytes::from_static(b"SEND\na:1\n\nhello\0");
+        let mut f = Frame::from_wire(Command::Send, raw.clone(), (5, 9), None, (10, 15));
+        assert_eq!(f.body(), b"hello");
+        assert_eq!(f.body_bytes(), "hello");
+        assert_eq!(f.body().as_ptr(), raw[10..].as_ptr(), "read in place");
+        let copy = f.clone();
+        f.push_header("b", "2");
+        assert!(f.raw().is_none());
+        assert_eq!(f.body(), b"hello", "kept when the raw bytes went");
+        assert_eq!(f.header("a"), Some("1"));
+        assert_ne!(f, copy);
+        f.set_body("bye");
+        assert_eq!(f.body(), b"bye");
+        assert_eq!(copy.body(), b"hello");
+    }
+
     /// `SEND` with these header lines (LF or CRLF), as the decoder would hand it over.
     fn wire(lines: &[u8], escapes: Option<Version>) -> Frame {
         let mut raw = b"SEND\n".to_vec();
@@ -399,7 +449,7 @@ mod tests {
             Bytes::from(raw),
             (5, end),
             escapes,
-            Bytes::new(),
+            (end + 1, end + 1),
         )
     }
 
