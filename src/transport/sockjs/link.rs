@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::session::Session;
 use super::RECV_BATCH_BYTES;
@@ -50,7 +51,7 @@ impl ClientRx for SockjsRx {
 pub struct SockjsTx {
     session: Arc<Session>,
     /// Frames sent since the last flush (batching only); counted against the outbox limits.
-    held: Vec<String>,
+    held: Vec<Utf8Bytes>,
     held_bytes: usize,
 }
 
@@ -84,10 +85,9 @@ impl ClientTx for SockjsTx {
     /// room for it and the frames held before it.
     async fn send(&mut self, frame: Bytes) -> Result<(), LinkError> {
         // SockJS carries text only; a frame that is not UTF-8 is sent with U+FFFD replacements.
-        let text = match String::from_utf8(frame.into()) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        };
+        // Shares the frame's bytes (no copy) once they are checked to be UTF-8.
+        let text = Utf8Bytes::try_from(frame.clone())
+            .unwrap_or_else(|_| String::from_utf8_lossy(&frame).into_owned().into());
         if !self.session.limits().batch {
             return self.session.enqueue(text).await;
         }
@@ -139,8 +139,8 @@ mod tests {
         Session::new(limits(8, batch), &Arc::new(AtomicUsize::new(0)))
     }
 
-    fn strings(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
+    fn strings(v: &[&str]) -> Vec<Utf8Bytes> {
+        v.iter().map(|&s| s.into()).collect()
     }
 
     fn messages(v: &[&str]) -> Messages {
@@ -238,5 +238,21 @@ mod tests {
         assert_eq!(next(&s).await, Event::Messages(strings(&["123456"])));
         waiting.await.unwrap().unwrap();
         assert_eq!(next(&s).await, Event::Messages(strings(&["7890x"])));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_go_out_as_they_came_and_non_utf8_with_replacements() {
+        let (s, _rx, mut tx) = session(true);
+        let frame = Bytes::from(b"M\xc3\xa9".to_vec());
+        tx.send(frame.clone()).await.unwrap();
+        tx.send(Bytes::from_static(b"a\xffb")).await.unwrap();
+        tx.flush().await.unwrap();
+        assert_eq!(next(&s).await, Event::Open);
+        let Event::Messages(m) = next(&s).await else {
+            panic!("messages expected");
+        };
+        assert_eq!(m, strings(&["M\u{e9}", "a\u{fffd}b"]));
+        // The valid frame is queued without a copy.
+        assert_eq!(m[0].as_str().as_ptr(), frame.as_ptr());
     }
 }

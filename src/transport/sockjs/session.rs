@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::frames;
 use super::link::{SockjsRx, SockjsTx};
@@ -46,8 +47,8 @@ pub(crate) struct SessionLimits {
 pub(crate) enum Event {
     /// The open frame (first event of every session).
     Open,
-    /// Messages for the client, in order.
-    Messages(Vec<String>),
+    /// Messages for the client, in order (each shares the broker's read buffer, no copy).
+    Messages(Vec<Utf8Bytes>),
     /// Nothing to send for a heartbeat interval.
     Heartbeat,
     /// The session is closed: code and reason.
@@ -67,7 +68,7 @@ pub(crate) enum Attach {
 
 struct State {
     opened: bool,
-    outbox: VecDeque<String>,
+    outbox: VecDeque<Utf8Bytes>,
     outbox_bytes: usize,
     receiver: Option<u64>,
     next_receiver: u64,
@@ -241,7 +242,7 @@ impl Session {
             return Some(Event::Open);
         }
         if !st.outbox.is_empty() {
-            let messages: Vec<String> = st.outbox.drain(..).collect();
+            let messages: Vec<Utf8Bytes> = st.outbox.drain(..).collect();
             st.outbox_bytes = 0;
             drop(st);
             self.bump();
@@ -305,12 +306,12 @@ impl Session {
     }
 
     /// Queues one message for the client if there is room.
-    fn try_enqueue(&self, message: &mut Option<String>) -> Result<bool, LinkError> {
+    fn try_enqueue(&self, message: &mut Option<Utf8Bytes>) -> Result<bool, LinkError> {
         let mut st = self.lock();
         if st.closed.is_some() {
             return Err(LinkError::Gone);
         }
-        let len = message.as_ref().map_or(0, String::len);
+        let len = message.as_ref().map_or(0, |m| m.len());
         if !self.fits(st.outbox.len(), st.outbox_bytes, len) {
             return Ok(false);
         }
@@ -335,7 +336,11 @@ impl Session {
 
     /// Queues the messages a batching sender held (admitted by [`Session::has_room`]) with one
     /// wake-up, so a receiver takes them as one `a[...]` frame.
-    pub fn enqueue_held(&self, held: &mut Vec<String>, held_bytes: usize) -> Result<(), LinkError> {
+    pub fn enqueue_held(
+        &self,
+        held: &mut Vec<Utf8Bytes>,
+        held_bytes: usize,
+    ) -> Result<(), LinkError> {
         let mut st = self.lock();
         if st.closed.is_some() {
             held.clear();
@@ -350,7 +355,7 @@ impl Session {
 
     /// Queues a message, waiting up to the send timeout for room; closes the session on
     /// overflow.
-    pub async fn enqueue(&self, message: String) -> Result<(), LinkError> {
+    pub async fn enqueue(&self, message: Utf8Bytes) -> Result<(), LinkError> {
         let deadline = Instant::now() + self.limits.send_timeout;
         let mut message = Some(message);
         let mut changes = self.subscribe();
