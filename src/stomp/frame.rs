@@ -301,7 +301,7 @@ impl fmt::Debug for Frame {
         f.debug_struct("Frame")
             .field("command", &self.command)
             .field("headers", &self.headers())
-            .field("body", &Bytes::copy_from_slice(self.body()))
+            .field("body", &self.body_bytes())
             .field("raw", &self.raw)
             .finish()
     }
