@@ -53,11 +53,14 @@ impl Write for LogWriter {
 /// Installs the TRACE-level capture (once per test binary; `RUST_LOG` is ignored on purpose),
 /// through the gateway's own filter ([`stompgate::logging::filter`]) as `--log trace` would.
 pub fn capture_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(stompgate::logging::filter(Some("trace")))
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_writer(|| LogWriter)
-        .try_init();
+        .with_filter(stompgate::logging::filter(Some("trace")));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
 /// Everything logged so far by this test binary.
