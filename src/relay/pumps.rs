@@ -128,6 +128,9 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
 /// Largest broker write buffer kept between batches; a larger one (after a burst or a large
 /// frame) is given back so an idle session does not keep it.
 const KEPT_OUT_BYTES: usize = 16 * 1024;
+/// Most a batch reserves up front in the broker write buffer (beyond it, the buffer grows): as
+/// much as the client links make room for in a batch they join.
+const OUT_RESERVE_BYTES: usize = crate::transport::MAX_BATCH_ROOM_BYTES;
 
 /// Frames from this size up are written from the client's buffer as they are, not copied
 /// into the batch buffer (a 1 MiB frame would cost a 1 MiB copy for one saved system call).
@@ -205,6 +208,9 @@ fn decode_client_batch<R>(
     out: &mut Outgoing,
     tally: &mut FrameTally,
 ) -> Batch {
+    // Room for the batch at once (its frames are at most what is buffered) instead of growing
+    // the buffer, and copying what it holds again, frame by frame.
+    out.small.reserve(client.buf.len().min(OUT_RESERVE_BYTES));
     loop {
         let frame = match client.decoder.decode(&mut client.buf) {
             Ok(None) => return Batch::More,

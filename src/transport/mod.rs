@@ -139,16 +139,54 @@ pub trait ClientTx: Send + 'static {
     ) -> impl Future<Output = Result<(), LinkError>> + Send;
 }
 
-/// Appends one more received chunk to a batch that starts with `first` (the batch is made on
-/// the first call, so a lone chunk is handed on without a copy). Both links' `recv` join what
-/// has already arrived this way, so the relay decodes it as one chunk.
-pub(crate) fn append_to_batch(batch: &mut Option<BytesMut>, first: &Bytes, more: &[u8]) {
-    let batch = batch.get_or_insert_with(|| {
-        let mut b = BytesMut::with_capacity(first.len() + more.len());
-        b.extend_from_slice(first);
-        b
-    });
-    batch.extend_from_slice(more);
+/// The most room a batch makes up front: a full batch (64 KiB, then the chunk that reached it)
+/// fits, and the allocation stays under glibc's threshold for `mmap` (128 KiB).
+pub(crate) const MAX_BATCH_ROOM_BYTES: usize = 80 * 1024;
+
+/// Received chunks joined into one, so the relay decodes them as one chunk and writes them to
+/// the broker in one system call. Both links' `recv` gather what has already arrived this way.
+/// A lone chunk is handed on without a copy. The joined buffer is made at the second chunk with
+/// room for what the caller expects (the size of its previous batch): grown chunk by chunk from
+/// a small start, a batch of 64 KiB was copied over again in eight reallocations. The chunks
+/// are copied as they come rather than held: a held chunk of tungstenite's read buffer would
+/// make its next read allocate a new one.
+#[derive(Debug)]
+pub(crate) struct RecvBatch {
+    first: Bytes,
+    joined: Option<BytesMut>,
+}
+
+impl RecvBatch {
+    /// A batch of one chunk.
+    pub(crate) fn new(first: Bytes) -> Self {
+        RecvBatch {
+            first,
+            joined: None,
+        }
+    }
+
+    /// Bytes in the batch so far.
+    pub(crate) fn len(&self) -> usize {
+        self.joined.as_ref().map_or(self.first.len(), BytesMut::len)
+    }
+
+    /// Adds a chunk behind the others; `expect` is how large the batch is likely to grow (room
+    /// for at most [`MAX_BATCH_ROOM_BYTES`] is made up front).
+    pub(crate) fn push(&mut self, more: &[u8], expect: usize) {
+        let first = &self.first;
+        let joined = self.joined.get_or_insert_with(|| {
+            let room = expect.min(MAX_BATCH_ROOM_BYTES);
+            let mut b = BytesMut::with_capacity((first.len() + more.len()).max(room));
+            b.extend_from_slice(first);
+            b
+        });
+        joined.extend_from_slice(more);
+    }
+
+    /// The chunks as one.
+    pub(crate) fn join(self) -> Bytes {
+        self.joined.map_or(self.first, BytesMut::freeze)
+    }
 }
 
 /// A client connection as the relay sees it.
@@ -163,3 +201,40 @@ pub struct ClientLink<R, T> {
 
 /// The response body type every HTTP handler in the gateway returns (static and streaming).
 pub type HttpBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lone_chunk_is_handed_on_as_it_is() {
+        let first = Bytes::from_static(b"SEND\n\nx\0");
+        let batch = RecvBatch::new(first.clone());
+        assert_eq!(batch.len(), first.len());
+        let out = batch.join();
+        assert_eq!(out.as_ptr(), first.as_ptr(), "no copy");
+    }
+
+    #[test]
+    fn chunks_are_joined_in_order_in_one_buffer_sized_for_the_expected_batch() {
+        let mut batch = RecvBatch::new(Bytes::from_static(b"a"));
+        batch.push(b"bc", 4096);
+        batch.push(b"", 4096);
+        batch.push(b"def", 4096);
+        assert_eq!(batch.len(), 6);
+        let room = batch.joined.as_ref().map(BytesMut::capacity);
+        assert_eq!(room, Some(4096), "room for the expected size, made once");
+        assert_eq!(&batch.join()[..], b"abcdef");
+
+        // Room made up front is capped; a batch larger than expected still grows.
+        let mut batch = RecvBatch::new(Bytes::from_static(b"a"));
+        batch.push(b"b", usize::MAX);
+        let room = batch.joined.as_ref().map(BytesMut::capacity);
+        assert_eq!(room, Some(MAX_BATCH_ROOM_BYTES));
+        let mut batch = RecvBatch::new(Bytes::from_static(b"a"));
+        batch.push(b"b", 0);
+        batch.push(&[b'c'; 100], 0);
+        assert_eq!(batch.len(), 102);
+        assert_eq!(batch.join().len(), 102);
+    }
+}

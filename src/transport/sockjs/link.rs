@@ -4,23 +4,29 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::session::Session;
 use super::RECV_BATCH_BYTES;
-use crate::transport::{append_to_batch, ClientRx, ClientTx, CloseCode, LinkError};
+use crate::transport::{ClientRx, ClientTx, CloseCode, LinkError, RecvBatch};
 
 /// The receiving half of a SockJS session: client messages, one per chunk or (batching) joined.
 pub struct SockjsRx {
     rx: mpsc::Receiver<Bytes>,
     batch: bool,
+    /// Bytes the previous `recv` returned: what the next batch reserves room for.
+    last_batch: usize,
 }
 
 impl SockjsRx {
     pub(super) fn new(rx: mpsc::Receiver<Bytes>, batch: bool) -> SockjsRx {
-        SockjsRx { rx, batch }
+        SockjsRx {
+            rx,
+            batch,
+            last_batch: 0,
+        }
     }
 }
 
@@ -35,15 +41,16 @@ impl ClientRx for SockjsRx {
         if !self.batch {
             return Ok(Some(first));
         }
-        let mut batch: Option<BytesMut> = None;
-        while batch.as_ref().map_or(first.len(), BytesMut::len) < RECV_BATCH_BYTES {
+        let mut batch = RecvBatch::new(first);
+        while batch.len() < RECV_BATCH_BYTES {
             // Only what is already here; an empty or closed channel is the next call's business.
             let Ok(more) = self.rx.try_recv() else {
                 break;
             };
-            append_to_batch(&mut batch, &first, &more);
+            batch.push(&more, self.last_batch);
         }
-        Ok(Some(batch.map_or(first, BytesMut::freeze)))
+        self.last_batch = batch.len();
+        Ok(Some(batch.join()))
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::Notify;
@@ -17,7 +17,7 @@ use super::{
     RECV_BATCH_BYTES,
 };
 use crate::config::WsFrameMode;
-use crate::transport::{append_to_batch, ClientRx, ClientTx, CloseCode, LinkError};
+use crate::transport::{ClientRx, ClientTx, CloseCode, LinkError, RecvBatch};
 
 /// What the two halves share to carry out the closing handshake.
 #[derive(Debug, Default)]
@@ -39,6 +39,8 @@ pub struct WsRx {
     stream: Option<SplitStream<WsStream>>,
     /// What ended a batch (a Close, an error, the end of the stream): the next `recv` sees it.
     held: Option<Option<Result<Message, WsError>>>,
+    /// Bytes the previous `recv` returned: what the next batch reserves room for.
+    last_batch: usize,
     state: Arc<CloseState>,
 }
 
@@ -58,6 +60,7 @@ pub fn split_link(ws: WsStream, mode: WsFrameMode) -> (WsRx, WsTx) {
     let rx = WsRx {
         stream: Some(stream),
         held: None,
+        last_batch: 0,
         state: state.clone(),
     };
     let tx = WsTx {
@@ -77,9 +80,9 @@ impl ClientRx for WsRx {
         let Some(first) = self.next_data().await? else {
             return Ok(None);
         };
-        let mut batch: Option<BytesMut> = None;
+        let mut batch = RecvBatch::new(first);
         while let Some(stream) = self.stream.as_mut() {
-            if batch.as_ref().map_or(first.len(), BytesMut::len) >= RECV_BATCH_BYTES {
+            if batch.len() >= RECV_BATCH_BYTES {
                 break;
             }
             // Only what is already here: a pending poll leaves the next `recv` to wait.
@@ -87,8 +90,8 @@ impl ClientRx for WsRx {
                 break;
             };
             match item {
-                Some(Ok(Message::Text(t))) => append_to_batch(&mut batch, &first, t.as_ref()),
-                Some(Ok(Message::Binary(b))) => append_to_batch(&mut batch, &first, &b),
+                Some(Ok(Message::Text(t))) => batch.push(t.as_ref(), self.last_batch),
+                Some(Ok(Message::Binary(b))) => batch.push(&b, self.last_batch),
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 other => {
                     self.held = Some(other);
@@ -96,7 +99,8 @@ impl ClientRx for WsRx {
                 }
             }
         }
-        Ok(Some(batch.map_or(first, BytesMut::freeze)))
+        self.last_batch = batch.len();
+        Ok(Some(batch.join()))
     }
 }
 
