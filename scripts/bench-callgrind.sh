@@ -17,7 +17,9 @@
 # killed.
 #
 # Usage: scripts/bench-callgrind.sh [--reps N] [--small N] [--large N] [--top K] [--pump]
-#          [LABEL='BINARY [FLAGS...]' ...]       (default: current=target/release/stompgate)
+#          [--login L --passcode P] [LABEL='BINARY [FLAGS...]' ...]
+#   (default variant: current=target/release/stompgate; --login/--passcode go to the load
+#   tool's CONNECT, for a variant run with `--policy FILE`)
 #   e.g. scripts/bench-callgrind.sh --reps 3 before=/tmp/stompgate-old after=target/release/stompgate
 # Prints a markdown table on stdout (and with --top K the K costliest functions of the last
 # LARGE run of each variant, inclusive); progress on stderr. About 30 s per run.
@@ -30,6 +32,7 @@ SMALL=50000
 LARGE=150000
 TOP=0
 PUMP=0
+CREDS=()
 VARIANTS=()
 while (($#)); do
   case $1 in
@@ -38,6 +41,8 @@ while (($#)); do
     --large) LARGE=$2; shift 2 ;;
     --top) TOP=$2; shift 2 ;;
     --pump) PUMP=1; shift ;;
+    --login) CREDS+=(--login "$2"); shift 2 ;;
+    --passcode) CREDS+=(--passcode "$2"); shift 2 ;;
     *=*) VARIANTS+=("$1"); shift ;;
     *) die "unknown argument: $1" ;;
   esac
@@ -69,7 +74,7 @@ one() {
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     --upstream "$FAKE" --upstream-login load --upstream-passcode load
   pid=$LASTPID
-  timeout 300 "$LOAD" run --url "ws://$ADDR/ws" --pairs 4 --messages "$n" --json \
+  timeout 300 "$LOAD" run --url "ws://$ADDR/ws" "${CREDS[@]}" --pairs 4 --messages "$n" --json \
     >"$WORK/load-$label-$n-$round.json" || die "load run failed ($label, $n messages)"
   kill -INT "$pid"
   for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -254,10 +254,24 @@ fn assert_lookups_match_list(
             let count = list.iter().filter(|x| x.name == h.name).count();
             prop_assert_eq!(a.header_bytes(name), first, "{:?} in {:?}", name, b);
             prop_assert_eq!(a.header_count(name), count, "{:?} in {:?}", name, b);
+            prop_assert_eq!(
+                a.first_header(name),
+                (first, count > 1),
+                "{:?} in {:?}",
+                name,
+                b
+            );
+            prop_assert_eq!(
+                b.first_header(name),
+                (first, count > 1),
+                "{:?} (listed)",
+                name
+            );
             let value = a.header_value(name);
             prop_assert_eq!(value.as_deref(), first);
         }
         prop_assert_eq!(a.header_bytes("no-such-header"), None);
+        prop_assert_eq!(a.first_header("no-such-header"), (None, false));
         prop_assert_eq!(a.headers(), list);
     }
     Ok(())

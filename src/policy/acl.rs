@@ -10,6 +10,7 @@
 //! Patterns: `*` is any run of characters except `/`, `**` is any run of characters, all else
 //! is literal; `{user}` and `{claims.x}` are replaced by their values *as literals*.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use super::error::{Denied, DeniedKind, PolicyError};
@@ -94,7 +95,12 @@ impl Acl {
             .iter()
             .filter(|r| r.commands.contains(&command) && (r.role == "*" || id.has_role(&r.role)));
         for rule in applicable {
-            let pieces = template::resolve(&rule.pattern, id).map_err(|_| refuse())?;
+            // Placeholders are filled per identity; a pattern without any is used as it is.
+            let pieces = if rule.pattern.iter().any(|p| matches!(p, Piece::Var(_))) {
+                Cow::Owned(template::resolve(&rule.pattern, id).map_err(|_| refuse())?)
+            } else {
+                Cow::Borrowed(&rule.pattern[..])
+            };
             if glob_match(&pieces, dest) {
                 return if rule.allow { Ok(()) } else { Err(refuse()) };
             }
@@ -108,19 +114,34 @@ impl Acl {
         if !matches!(frame.command, Command::Send | Command::Subscribe) {
             return Ok(());
         }
-        if frame.header_count("destination") > 1 {
+        let (destination, repeated) = frame.first_header("destination");
+        if repeated {
             return Err(denied(
                 frame.command,
                 None,
                 DeniedKind::AmbiguousDestination,
             ));
         }
-        match frame.header_bytes("destination") {
+        self.check_raw(id, frame.command, destination)
+    }
+
+    /// [`Acl::check`] for a destination as the frame carries it (bytes; not UTF-8 is denied),
+    /// for a caller that has already refused a repeated `destination`.
+    pub fn check_raw(
+        &self,
+        id: &Identity,
+        command: Command,
+        destination: Option<&[u8]>,
+    ) -> Result<(), Denied> {
+        if !matches!(command, Command::Send | Command::Subscribe) {
+            return Ok(());
+        }
+        match destination {
             Some(raw) => match std::str::from_utf8(raw) {
-                Ok(d) => self.check(id, frame.command, Some(d)),
-                Err(_) => Err(denied(frame.command, None, DeniedKind::NotAllowed)),
+                Ok(d) => self.check(id, command, Some(d)),
+                Err(_) => Err(denied(command, None, DeniedKind::NotAllowed)),
             },
-            None => self.check(id, frame.command, None),
+            None => self.check(id, command, None),
         }
     }
 }
@@ -141,15 +162,42 @@ fn denied(command: Command, destination: Option<&str>, kind: DeniedKind) -> Deni
 }
 
 /// Matches resolved pieces (literals and wildcards; any leftover placeholder never matches)
-/// against `text`. Runs in O(pieces × len): a set of reachable text positions is advanced
-/// piece by piece, so no pattern can make it backtrack exponentially.
+/// against `text`. A literal at either end is matched first, as a prefix or suffix: most rules
+/// a destination meets fail there, and a rule like `/queue/user.*` then leaves a lone wildcard,
+/// decided without the general matcher. That matcher runs in O(pieces × len): a set of
+/// reachable text positions is advanced piece by piece, so no pattern can make it backtrack
+/// exponentially.
 pub fn glob_match(pieces: &[Piece], text: &str) -> bool {
-    let bytes = text.as_bytes();
+    let mut bytes = text.as_bytes();
+    let mut pieces = pieces;
+    if let Some((Piece::Lit(lit), rest)) = pieces.split_first() {
+        let Some(after) = bytes.strip_prefix(lit.as_bytes()) else {
+            return false;
+        };
+        (bytes, pieces) = (after, rest);
+    }
+    if let Some((Piece::Lit(lit), rest)) = pieces.split_last() {
+        let Some(before) = bytes.strip_suffix(lit.as_bytes()) else {
+            return false;
+        };
+        (bytes, pieces) = (before, rest);
+    }
+    match pieces {
+        [] => bytes.is_empty(),
+        [Piece::DoubleStar] => true,
+        [Piece::Star] => memchr::memchr(b'/', bytes).is_none(),
+        _ => reachable(pieces, bytes),
+    }
+}
+
+/// The general matcher behind [`glob_match`].
+fn reachable(pieces: &[Piece], bytes: &[u8]) -> bool {
     let n = bytes.len();
     let mut reach = vec![false; n + 1];
+    let mut next = vec![false; n + 1];
     reach[0] = true;
     for piece in pieces {
-        let mut next = vec![false; n + 1];
+        next.fill(false);
         match piece {
             Piece::Lit(lit) => {
                 let lit = lit.as_bytes();
@@ -175,14 +223,75 @@ pub fn glob_match(pieces: &[Piece], text: &str) -> bool {
         if !next.iter().any(|&b| b) {
             return false;
         }
-        reach = next;
+        std::mem::swap(&mut reach, &mut next);
     }
     reach[n]
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::policy::template::Var;
+
+    /// The matcher as it was before literal ends were matched first (the general matcher
+    /// alone, allocating per piece): the reference [`glob_match`] must agree with.
+    fn reference(pieces: &[Piece], text: &str) -> bool {
+        let bytes = text.as_bytes();
+        let n = bytes.len();
+        let mut reach = vec![false; n + 1];
+        reach[0] = true;
+        for piece in pieces {
+            let mut next = vec![false; n + 1];
+            match piece {
+                Piece::Lit(lit) => {
+                    for i in (0..=n).filter(|&i| reach[i]) {
+                        if bytes[i..].starts_with(lit.as_bytes()) {
+                            next[i + lit.len()] = true;
+                        }
+                    }
+                }
+                Piece::Star | Piece::DoubleStar => {
+                    let mut open = false;
+                    for j in 0..=n {
+                        open |= reach[j];
+                        next[j] = open;
+                        if matches!(piece, Piece::Star) && j < n && bytes[j] == b'/' {
+                            open = false;
+                        }
+                    }
+                }
+                Piece::Var(_) => return false,
+            }
+            reach = next;
+        }
+        reach[n]
+    }
+
+    fn piece() -> impl Strategy<Value = Piece> {
+        prop_oneof![
+            4 => "[ab/.]{0,3}".prop_map(Piece::Lit),
+            2 => Just(Piece::Star),
+            2 => Just(Piece::DoubleStar),
+            1 => Just(Piece::Var(Var::User)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn literal_ends_first_agree_with_the_general_matcher(
+            pieces in vec(piece(), 0..7),
+            text in "[ab/.]{0,12}",
+        ) {
+            prop_assert_eq!(
+                glob_match(&pieces, &text),
+                reference(&pieces, &text),
+                "{:?} vs {:?}", pieces, text
+            );
+        }
+    }
 
     fn m(pattern: &str, text: &str) -> bool {
         glob_match(&template::parse(pattern, true).unwrap(), text)

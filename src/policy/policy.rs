@@ -156,6 +156,17 @@ impl Policy {
         self.acl.check_frame(id, frame)
     }
 
+    /// The destination ACL for a frame's `destination` as found by a caller that has already
+    /// refused a repeated one (the relay: one pass over the header lines for both).
+    pub fn check_destination(
+        &self,
+        id: &Identity,
+        command: Command,
+        destination: Option<&[u8]>,
+    ) -> Result<(), Denied> {
+        self.acl.check_raw(id, command, destination)
+    }
+
     /// Whether an upgrade's `Origin` passes the policy's `allowed_origins` (exact match,
     /// ASCII case-insensitive, or `*`). No list in the policy, or no `Origin` header (not a
     /// browser), passes; `Config.allowed_origins` is checked separately by the transport.

@@ -101,19 +101,21 @@ fn lock(ctx: &RelayContext) -> std::sync::MutexGuard<'_, crate::policy::LoginLim
     ctx.limiter.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The destination ACL for one client frame of the Connected state, with the policy in force
-/// now and the identity the session connected with.
+/// The destination ACL for one client frame of the Connected state (its `destination`, found
+/// and checked for repeats by the caller), with the policy in force now and the identity the
+/// session connected with.
 pub(super) fn check_acl(
     ctx: &RelayContext,
     identity: Option<&Identity>,
     frame: &Frame,
+    destination: Option<&[u8]>,
 ) -> Result<(), End> {
     let (Some(handle), Some(id)) = (&ctx.policy, identity) else {
         return Ok(());
     };
     handle
         .current()
-        .check_frame(id, frame)
+        .check_destination(id, frame.command, destination)
         .map_err(|denied| End::Refused {
             message: denied.to_string(),
             receipt: frame.header_value("receipt"),

@@ -256,13 +256,14 @@ fn check_client_frame(
             receipt(),
         ));
     }
-    if frame.header_count("destination") > 1 {
+    let (destination, repeated) = frame.first_header("destination");
+    if repeated {
         return Err(End::protocol(
             "ambiguous frame: repeated `destination` header",
             receipt(),
         ));
     }
-    check_acl(ctx, identity, frame)
+    check_acl(ctx, identity, frame, destination)
 }
 
 fn append_frame(frame: &Frame, version: Version, out: &mut Outgoing) {

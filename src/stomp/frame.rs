@@ -186,6 +186,25 @@ impl Frame {
             .and_then(|v| std::str::from_utf8(v).ok())
     }
 
+    /// The first value of `name` (exact case), and whether another line names it too: one
+    /// pass over the header lines where [`Self::header_bytes`] and [`Self::header_count`] would
+    /// take two.
+    pub fn first_header(&self, name: &str) -> (Option<&[u8]>, bool) {
+        let name_bytes = name.as_bytes();
+        match &self.headers {
+            Headers::Wire(w) if w.escapes.is_none() => {
+                let mut values = wire_values(&self.raw_bytes()[w.start..w.end], name_bytes);
+                let first = values.next();
+                (first, first.is_some() && values.next().is_some())
+            }
+            _ => {
+                let mut values = self.headers().iter().filter(|h| h.name == name_bytes);
+                let first = values.next().map(|h| &h.value[..]);
+                (first, first.is_some() && values.next().is_some())
+            }
+        }
+    }
+
     /// How many times `name` appears (exact case).
     pub fn header_count(&self, name: &str) -> usize {
         let name = name.as_bytes();
