@@ -208,9 +208,13 @@ fn decode_client_batch<R>(
     out: &mut Outgoing,
     tally: &mut FrameTally,
 ) -> Batch {
-    // Room for the batch at once (its frames are at most what is buffered) instead of growing
-    // the buffer, and copying what it holds again, frame by frame.
-    out.small.reserve(client.buf.len().min(OUT_RESERVE_BYTES));
+    // A large batch gets its room at once (its frames are at most what is buffered) instead of
+    // growing the buffer, and copying what it holds again, frame by frame. A small one grows as
+    // before: reserving for every batch kept larger buffers in busy sessions (fan-in of 1,000
+    // publishers: +3 MiB RSS) for no measurable gain.
+    if client.buf.len() > KEPT_OUT_BYTES {
+        out.small.reserve(client.buf.len().min(OUT_RESERVE_BYTES));
+    }
     loop {
         let frame = match client.decoder.decode(&mut client.buf) {
             Ok(None) => return Batch::More,
