@@ -10,7 +10,9 @@
 //!    metric label `e.reason()`, close;
 //! 3. `let up = policy.upstream_for(&identity, &connect)?; rewrite_connect(&mut connect, &up);`
 //! 4. for every later client frame: `policy.check_frame(&identity, &frame)` (with the policy
-//!    current at that time; the session keeps its `identity`).
+//!    current at that time; the session keeps its `identity`). The relay, which refuses a
+//!    repeated `destination` itself, looks the header up once (`Frame::first_header`) and
+//!    calls `policy.check_destination(&identity, command, destination)`, the same check.
 //!
 //! File formats and semantics: `docs/policy.md`.
 
