@@ -15,8 +15,8 @@ use crate::config::LogFormat;
 const PAYLOAD_LOGGING_TARGETS: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
 
 /// The gateway's log filter: `spec` (else `RUST_LOG`, else `info`), and on top of it a cap
-/// that keeps the crates in `PAYLOAD_LOGGING_TARGETS` at DEBUG or below so that no log level shows a
-/// client's secrets. The cap only lowers: under `info` those crates log at `info` too.
+/// that keeps the crates in `PAYLOAD_LOGGING_TARGETS` at DEBUG or below so that no log level
+/// shows a client's secrets. The cap only lowers: under `info` those crates log at `info` too.
 pub fn filter<S>(spec: Option<&str>) -> And<EnvFilter, Targets, S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
