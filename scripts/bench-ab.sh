@@ -83,7 +83,7 @@ for v in "${VARIANTS[@]}"; do
   done
 done
 if ((PUMP)); then
-  PUMP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PUMP_PORT=$(free_port)
   websocat --binary --server-protocol v12.stomp "ws-l:127.0.0.1:$PUMP_PORT" "tcp:$FAKE" \
     >"$WORK/pump.out" 2>"$WORK/pump.err" &
   PIDS+=($!)

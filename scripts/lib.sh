@@ -30,6 +30,12 @@ port_open() {
   timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
 }
 
+# Prints a TCP port on 127.0.0.1 that was free a moment ago (for a process that cannot be
+# told to listen on port 0 and report it, like websocat).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
 # wait_port PORT SECONDS NAME: waits until the port accepts connections, or dies.
 wait_port() {
   local port=$1 limit=$2 name=$3 waited=0
