@@ -492,7 +492,7 @@ impl Frontend {
         let origin = req.headers().get(http::header::ORIGIN);
         // A non-UTF-8 Origin matches no list entry (Some("") is refused by any real list).
         let origin = origin.map(|o| o.to_str().unwrap_or(""));
-        policy.current().check_origin(origin)
+        policy.peek().check_origin(origin)
     }
 
     /// Answers a WebSocket upgrade and starts its session.

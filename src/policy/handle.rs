@@ -46,9 +46,15 @@ impl PolicyHandle {
         ))
     }
 
-    /// The policy in force now.
+    /// The policy in force now, to keep (a session's CONNECT holds it across an `await`).
     pub fn current(&self) -> Arc<Policy> {
         self.inner.load_full()
+    }
+
+    /// The policy in force now, for one decision: no reference count is taken (the per-frame
+    /// ACL check uses this). Do not hold it across an `await` or a reload of this handle.
+    pub fn peek(&self) -> impl std::ops::Deref<Target = Arc<Policy>> + '_ {
+        self.inner.load()
     }
 
     /// Re-reads the policy file (and everything it names). On success the new policy is in

@@ -114,7 +114,7 @@ pub(super) fn check_acl(
         return Ok(());
     };
     handle
-        .current()
+        .peek()
         .check_destination(id, frame.command, destination)
         .map_err(|denied| End::Refused {
             message: denied.to_string(),
