@@ -17,7 +17,8 @@
 # killed.
 #
 # Usage: scripts/bench-callgrind.sh [--reps N] [--small N] [--large N] [--top K] [--pump]
-#          [--login L --passcode P] [LABEL='BINARY [FLAGS...]' ...]
+#          [--login L --passcode P] [--transport ws|sockjs+ws|sockjs+xhr]
+#          [LABEL='BINARY [FLAGS...]' ...]
 #   (default variant: current=target/release/stompgate; --login/--passcode go to the load
 #   tool's CONNECT, for a variant run with `--policy FILE`)
 #   e.g. scripts/bench-callgrind.sh --reps 3 before=/tmp/stompgate-old after=target/release/stompgate
@@ -32,6 +33,7 @@ SMALL=50000
 LARGE=150000
 TOP=0
 PUMP=0
+TRANSPORT=ws
 CREDS=()
 VARIANTS=()
 while (($#)); do
@@ -41,6 +43,7 @@ while (($#)); do
     --large) LARGE=$2; shift 2 ;;
     --top) TOP=$2; shift 2 ;;
     --pump) PUMP=1; shift ;;
+    --transport) TRANSPORT=$2; shift 2 ;;
     --login) CREDS+=(--login "$2"); shift 2 ;;
     --passcode) CREDS+=(--passcode "$2"); shift 2 ;;
     *=*) VARIANTS+=("$1"); shift ;;
@@ -48,6 +51,12 @@ while (($#)); do
   esac
 done
 ((LARGE > SMALL)) || die "--large must exceed --small"
+# The client transport of the gateway runs (the pump row is WebSocket whatever this says).
+case $TRANSPORT in
+  ws) URL_PATH=/ws ;;
+  sockjs+ws | sockjs+xhr) URL_PATH=/sockjs ;;
+  *) die "--transport: ws, sockjs+ws or sockjs+xhr" ;;
+esac
 ((${#VARIANTS[@]})) || VARIANTS=("current=target/release/stompgate")
 LOAD=target/release/stompgate-load
 [[ -x $LOAD ]] || die "build the load tool first: cargo build --release -p stompgate-load"
@@ -74,7 +83,7 @@ one() {
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     --upstream "$FAKE" --upstream-login load --upstream-passcode load
   pid=$LASTPID
-  timeout 300 "$LOAD" run --url "ws://$ADDR/ws" "${CREDS[@]}" --pairs 4 --messages "$n" --json \
+  timeout 300 "$LOAD" run --url "$TRANSPORT://$ADDR$URL_PATH" "${CREDS[@]}" --pairs 4 --messages "$n" --json \
     >"$WORK/load-$label-$n-$round.json" || die "load run failed ($label, $n messages)"
   kill -INT "$pid"
   for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -131,7 +140,7 @@ for round in $(seq 1 "$REPS"); do
 done
 
 START=$(date -u '+%Y-%m-%d %H:%M UTC')
-echo "Run $START, commit $(git rev-parse --short HEAD); $REPS round(s), variants alternated;"
+echo "Run $START, commit $(git rev-parse --short HEAD), client transport $TRANSPORT; $REPS round(s), variants alternated;"
 echo "instructions per message = (I at $LARGE - I at $SMALL messages) / $((LARGE - SMALL))."
 echo
 echo "| variant | user-space instructions per message: median | range | rounds |"

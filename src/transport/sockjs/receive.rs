@@ -118,15 +118,19 @@ impl Framer {
         }
     }
 
-    /// One frame as response bytes.
-    pub fn wrap(&self, frame: &str) -> Bytes {
+    /// One frame as response bytes. The xhr transports (the common ones) end the frame's own
+    /// string with a newline instead of copying it.
+    pub fn wrap(&self, mut frame: String) -> Bytes {
         match self.receiver {
-            Receiver::XhrPolling | Receiver::XhrStreaming => format!("{frame}\n"),
+            Receiver::XhrPolling | Receiver::XhrStreaming => {
+                frame.push('\n');
+                frame
+            }
             Receiver::EventSource => format!("data: {frame}\r\n\r\n"),
             Receiver::HtmlFile => {
-                format!("<script>\np({});\n</script>\r\n", frames::js_string(frame))
+                format!("<script>\np({});\n</script>\r\n", frames::js_string(&frame))
             }
-            Receiver::Jsonp => format!("/**/{}({});\r\n", self.callback, frames::js_string(frame)),
+            Receiver::Jsonp => format!("/**/{}({});\r\n", self.callback, frames::js_string(&frame)),
         }
         .into()
     }
@@ -184,7 +188,7 @@ pub fn receive(
 /// A response carrying the prelude and one frame, with no session involved.
 fn one_frame(framer: &Framer, frame: &str) -> Response<HttpBody> {
     let mut bytes = framer.prelude().map(Vec::from).unwrap_or_default();
-    bytes.extend_from_slice(&framer.wrap(frame));
+    bytes.extend_from_slice(&framer.wrap(frame.to_owned()));
     start_response(
         framer,
         http_body_util::Full::new(Bytes::from(bytes)).boxed(),
@@ -232,7 +236,7 @@ async fn pump_frames(
             Event::Messages(m) => (frames::messages_frame(&m), false),
             Event::Close(code, reason) => (frames::close_frame(code, &reason), true),
         };
-        let chunk = framer.wrap(&frame);
+        let chunk = framer.wrap(frame);
         written += chunk.len();
         if out.send(chunk).await.is_err() {
             return true;
@@ -253,14 +257,17 @@ mod tests {
     #[test]
     fn wraps_frames_per_transport() {
         let f = |r| Framer::new(r, "cb".into());
-        assert_eq!(f(Receiver::XhrPolling).wrap("o"), "o\n");
-        assert_eq!(f(Receiver::XhrStreaming).wrap(r#"a["x"]"#), "a[\"x\"]\n");
-        assert_eq!(f(Receiver::EventSource).wrap("o"), "data: o\r\n\r\n");
+        assert_eq!(f(Receiver::XhrPolling).wrap("o".into()), "o\n");
         assert_eq!(
-            f(Receiver::HtmlFile).wrap(r#"a["x"]"#),
+            f(Receiver::XhrStreaming).wrap(r#"a["x"]"#.into()),
+            "a[\"x\"]\n"
+        );
+        assert_eq!(f(Receiver::EventSource).wrap("o".into()), "data: o\r\n\r\n");
+        assert_eq!(
+            f(Receiver::HtmlFile).wrap(r#"a["x"]"#.into()),
             "<script>\np(\"a[\\\"x\\\"]\");\n</script>\r\n"
         );
-        assert_eq!(f(Receiver::Jsonp).wrap("o"), "/**/cb(\"o\");\r\n");
+        assert_eq!(f(Receiver::Jsonp).wrap("o".into()), "/**/cb(\"o\");\r\n");
     }
 
     #[test]
