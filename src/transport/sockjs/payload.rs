@@ -108,6 +108,9 @@ pub(crate) fn parse_messages(payload: &[u8], out: &mut Messages) -> Result<(), P
         return Err(PayloadError::Empty);
     }
     let mark = (out.len(), out.byte_len());
+    // The messages take at most the payload's length (JSON unescaping never lengthens), so
+    // one reservation instead of the buffer doubling while a large batch is read.
+    out.bytes.reserve(payload.len());
     let mut json = serde_json::Deserializer::from_slice(payload);
     let parsed = Strings::payload(&mut *out)
         .deserialize(&mut json)
