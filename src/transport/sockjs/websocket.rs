@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -21,7 +21,7 @@ use super::http as h;
 use super::payload::{parse_messages, Messages};
 use super::session::{Attach, Event, Session};
 use super::{frames, Sockjs, RECV_BATCH_BYTES};
-use crate::transport::{ClientLink, ClientMeta, HttpBody};
+use crate::transport::{ws, ClientLink, ClientMeta, HttpBody};
 
 /// Time allowed between the 101 response and the upgraded connection being handed over.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,13 +99,11 @@ pub fn upgrade(
             Ok(Err(e)) => return tracing::debug!(cause = %e, "sockjs websocket upgrade failed"),
             Err(_) => return tracing::debug!("sockjs websocket upgrade timed out"),
         };
-        let max = sockjs.options.max_body_bytes;
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(max))
-            .max_frame_size(Some(max));
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+        // The WebSocket endpoint's small buffers and read-ahead (not tungstenite's 128 KiB
+        // read buffer per session), with SockJS's own message limit.
+        let config = ws::ws_config(sockjs.options.max_body_bytes);
+        let io = ws::ReadAhead::new(TokioIo::new(upgraded));
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         let (session, rx, tx) = Session::new(sockjs.limits.clone(), sockjs.registry.live());
         (sockjs.on_session)(ClientLink { rx, tx, meta });
         run(ws, &session, raw).await;
