@@ -172,12 +172,15 @@ def ratio(x, y): return None if not x or not y else x / y
 out.append("\nTargets (this run):\n")
 out.append("| target | measured | verdict |")
 out.append("|---|---|---|")
+def per_rep(f, row, base):
+    # The same repetition's two runs are back to back; their ratios show how much of the
+    # spread is the machine's (shown, not judged: verdicts stay on the medians).
+    reps = [ratio(f(x), f(y)) for x, y in zip(runs(row, "max"), runs(base, "max"))]
+    reps = [x for x in reps if x is not None]
+    return (f" (per rep {', '.join(f'{x:.2f}' for x in reps)}: median {statistics.median(reps):.2f})"
+            if reps else "")
 r1, r2 = ratio(b, a), ratio(b, c)
-# Per repetition, as for CPU below: shown, not judged.
-tput_reps = [ratio(tput(x), tput(y)) for x, y in zip(runs(names[1], "max"), runs(names[2], "max"))]
-tput_reps = [x for x in tput_reps if x is not None]
-tput_spread = (f" (per rep {', '.join(f'{x:.2f}' for x in tput_reps)}: median {statistics.median(tput_reps):.2f})"
-               if tput_reps else "")
+tput_spread = per_rep(tput, names[1], names[2])
 # This client offers no permessage-deflate, so Web-STOMP carries plain frames here; the issue's
 # premise (clients that offer it, as browsers do) is measured by scripts/bench-node.sh.
 out.append(f"| stompgate→RabbitMQ ≥ 1.5× Web-STOMP throughput (this client: no deflate; the issue's Node clients: section \"Node clients\") | {fmt(r1,'{:.2f}')}× | {verdict(None if r1 is None else r1 >= 1.5)} |")
@@ -189,12 +192,7 @@ add = statistics.median(diffs) if diffs else None
 spread = f", per rep {min(diffs):+.2f} … {max(diffs):+.2f}" if diffs else ""
 out.append(f"| p99 added over direct TCP ≤ 0.5 ms at 10,000 msg/s | {fmt(add,'{:+.2f}')} ms (median of per-rep differences{spread}; medians {fmt(b99)} vs {fmt(c99)} µs) | {verdict(None if add is None else add <= 0.5)} |")
 r3, r4 = ratio(d_cpu, e_cpu), ratio(d_cpu10, e_cpu10)
-# The same repetition's d and e runs are back to back; their ratios show how much of the
-# spread is the machine's (shown, not judged: the verdict stays on the medians).
-cpu_reps = [ratio(cpu(x), cpu(y)) for x, y in zip(runs(names[3], "max"), runs(names[4], "max"))]
-cpu_reps = [x for x in cpu_reps if x is not None]
-cpu_spread = (f" (per rep {', '.join(f'{x:.2f}' for x in cpu_reps)}: median {statistics.median(cpu_reps):.2f})"
-              if cpu_reps else "")
+cpu_spread = per_rep(cpu, names[3], names[4])
 out.append(f"| gateway CPU/msg ≤ 0.8× raw byte pump (max rate, judged by the medians; 10k/s) | {fmt(r3,'{:.2f}')}×{cpu_spread}; {fmt(r4,'{:.2f}')}× | {verdict(None if r3 is None else r3 <= 0.8)} |")
 out.append(f"| idle ≤ 16 KiB/session at 10,000 sessions | {fmt(per,'{:.2f}')} KiB at {idle_n} sessions (fd hard limit {fds}) | {verdict(None if per is None else per <= 16)} |")
 print("\n".join(out))
