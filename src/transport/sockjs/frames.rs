@@ -237,6 +237,39 @@ mod tests {
     }
 
     #[test]
+    fn word_test_flags_exactly_the_first_byte_that_needs_a_look() {
+        let needs_look = |b: u8| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f;
+        for b in 0..=u8::MAX {
+            for at in 0..8 {
+                // A word of plain bytes with `b` at `at`, and a flagged byte after it that
+                // must not hide it.
+                let mut word = *b"abcdefgh";
+                word[at] = b;
+                let flagged = attention(u64::from_le_bytes(word));
+                if needs_look(b) {
+                    assert_eq!(
+                        flagged.trailing_zeros() / 8,
+                        at as u32,
+                        "byte {b:#x} at {at}"
+                    );
+                } else {
+                    assert_eq!(flagged, 0, "byte {b:#x} at {at}");
+                }
+                if at < 7 {
+                    word[7] = b'\n';
+                    let flagged = attention(u64::from_le_bytes(word));
+                    let first = if needs_look(b) { at } else { 7 };
+                    assert_eq!(
+                        flagged.trailing_zeros() / 8,
+                        first as u32,
+                        "byte {b:#x} at {at}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn escapes_astral_chars_as_surrogate_pairs() {
         assert_eq!(quote("\u{1f600}"), r#""\ud83d\ude00""#);
     }
