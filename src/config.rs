@@ -274,6 +274,31 @@ pub struct Options {
     #[arg(long, env = "STOMPGATE_SOCKJS_DISABLE", value_delimiter = ',')]
     pub sockjs_disable: Option<Vec<String>>,
 
+    /// Most SockJS sessions one client address (an IPv6 /64) may have open at once, counted
+    /// apart from `max_connections` so one address cannot take every slot; more get HTTP 429.
+    /// Raise it when many browsers share an address (a NAT, or a proxy not listed in
+    /// `trusted_proxies`). Default 100.
+    #[arg(long, env = "STOMPGATE_SOCKJS_MAX_SESSIONS_PER_ADDRESS")]
+    pub sockjs_max_sessions_per_address: Option<usize>,
+
+    /// Time a SockJS POST body has to arrive in full; a slower one gets HTTP 408 and the
+    /// connection is closed. Default `10s`.
+    #[arg(long, env = "STOMPGATE_SOCKJS_BODY_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub sockjs_body_timeout: Option<Duration>,
+
+    /// Most bytes of client messages one SockJS session queues towards the relay; a send that
+    /// finds no room within the send timeout gets HTTP 503. Default 1048576 (1 MiB).
+    #[arg(long, env = "STOMPGATE_SOCKJS_INBOUND_BYTES")]
+    pub sockjs_inbound_bytes: Option<usize>,
+
+    /// Serve the SockJS transports that cannot carry `Origin` (`jsonp`, `htmlfile`, the iframe
+    /// page) and accept session requests without `Origin` even when the policy has a cookie or
+    /// `http-basic` backend. Off by default: with such a backend, a page on any site could open
+    /// a session with the visitor's credentials. Without one they are on (see `sockjs_disable`).
+    #[arg(long, env = "STOMPGATE_SOCKJS_ORIGINLESS_TRANSPORTS", num_args = 0..=1, default_missing_value = "true")]
+    pub sockjs_originless_transports: Option<bool>,
+
     /// Serve the demo page at `/`. Default `false`.
     #[arg(long, env = "STOMPGATE_DEMO", num_args = 0..=1, default_missing_value = "true")]
     pub demo: Option<bool>,
@@ -356,6 +381,10 @@ impl Options {
         );
         merge_fields!(self, file;
             metrics_per_connection, metrics_per_connection_cap, trusted_proxies,
+        );
+        merge_fields!(self, file;
+            sockjs_max_sessions_per_address, sockjs_body_timeout, sockjs_inbound_bytes,
+            sockjs_originless_transports,
         );
         self
     }
@@ -461,6 +490,14 @@ pub struct SockjsConfig {
     pub cookie: bool,
     /// Transports switched off.
     pub disabled: Vec<String>,
+    /// Most sessions per client address (IPv6: per /64).
+    pub max_sessions_per_address: usize,
+    /// Time allowed for a POST body.
+    pub body_timeout: Duration,
+    /// Most bytes queued from the client towards the relay, per session.
+    pub inbound_bytes: usize,
+    /// Origin-less transports and requests allowed even with browser-sent credentials.
+    pub originless_transports: bool,
 }
 
 /// The validated configuration the gateway runs with.
@@ -649,6 +686,12 @@ impl Config {
                 ),
             ));
         }
+        if o.sockjs_max_sessions_per_address == Some(0) || o.sockjs_inbound_bytes == Some(0) {
+            return Err(ConfigError::new(
+                "sockjs_max_sessions_per_address",
+                "sockjs_max_sessions_per_address and sockjs_inbound_bytes must be positive",
+            ));
+        }
         let limits = Limits {
             max_body_bytes: o.max_frame_bytes.unwrap_or(4 * 1024 * 1024),
             max_header_bytes: o.max_header_bytes.unwrap_or(64 * 1024),
@@ -696,6 +739,10 @@ impl Config {
                 response_limit: o.sockjs_response_limit.unwrap_or(128 * 1024),
                 cookie: o.sockjs_cookie.unwrap_or(false),
                 disabled,
+                max_sessions_per_address: o.sockjs_max_sessions_per_address.unwrap_or(100),
+                body_timeout: o.sockjs_body_timeout.unwrap_or(Duration::from_secs(10)),
+                inbound_bytes: o.sockjs_inbound_bytes.unwrap_or(1024 * 1024),
+                originless_transports: o.sockjs_originless_transports.unwrap_or(false),
             },
             demo: o.demo.unwrap_or(false),
             policy: o.policy,

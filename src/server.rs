@@ -445,6 +445,10 @@ impl Sessions {
             max_body_bytes: ws::max_message_bytes(limits.max_header_bytes, limits.max_body_bytes),
             // The relay decodes chunks and flushes per batch, like the WebSocket link.
             batch_messages: true,
+            // Sessions are bound to the credentials the policy reads from requests.
+            policy: self.ctx.policy.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            metrics: Some(self.ctx.metrics.clone()),
             ..SockjsOptions::default()
         };
         let origins = config.allowed_origins.clone();

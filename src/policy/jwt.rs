@@ -139,6 +139,11 @@ impl JwtBackend {
         })
     }
 
+    /// The sources this backend takes its token from.
+    pub fn sources(&self) -> &TokenSourcesSpec {
+        &self.sources
+    }
+
     /// Finds the token in the enabled sources (in the order `Authorization` header, cookie,
     /// query parameter, CONNECT `passcode`; the first present is used) and verifies it.
     pub fn authenticate(&self, connect: &Frame, meta: &ClientMeta) -> Result<Identity, AuthError> {

@@ -30,6 +30,7 @@ mod mapping;
 mod policy;
 mod rewrite;
 mod schema;
+mod sources;
 mod template;
 mod users;
 
@@ -41,5 +42,6 @@ pub use identity::{AuthSource, Identity};
 pub use limiter::{LimiterSettings, LoginLimiter};
 pub use policy::Policy;
 pub use rewrite::{rewrite_connect, UpstreamIdentity};
+pub use sources::RequestCredentials;
 pub use template::{parse as parse_template, Piece, Var};
 pub use users::{hash_password, hash_password_with, test_params, MAX_PASSWORD_BYTES};

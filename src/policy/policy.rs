@@ -13,6 +13,7 @@ use super::limiter::LimiterSettings;
 use super::mapping::Mapping;
 use super::rewrite::UpstreamIdentity;
 use super::schema::PolicyFile;
+use super::sources::RequestCredentials;
 use crate::stomp::{Command, Frame};
 use crate::transport::ClientMeta;
 
@@ -175,6 +176,12 @@ impl Policy {
             (None, _) | (_, None) => true,
             (Some(list), Some(o)) => list.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(o)),
         }
+    }
+
+    /// The credentials the backends read from the HTTP request itself (see
+    /// [`RequestCredentials`]).
+    pub fn request_credentials(&self) -> RequestCredentials {
+        RequestCredentials::of(&self.backends)
     }
 
     /// The failed-login limit settings from `[login_limit]` (defaults when absent).

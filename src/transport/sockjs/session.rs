@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::access::{AddressSlot, Binding};
 use super::frames;
 use super::link::{SockjsRx, SockjsTx};
 use super::payload::Messages;
@@ -38,6 +39,9 @@ pub(crate) struct SessionLimits {
     pub send_timeout: Duration,
     /// Capacity of the client-to-relay message channel.
     pub inbound_messages: usize,
+    /// Most bytes in the client-to-relay channel (one chunk larger than this is admitted into
+    /// an empty channel).
+    pub inbound_bytes: usize,
     /// Whether the session batches both ways (`SockjsOptions::batch_messages`).
     pub batch: bool,
 }
@@ -80,6 +84,23 @@ struct State {
 /// Decrements the live-session count when the session is dropped.
 struct LiveGuard(Arc<AtomicUsize>);
 
+/// Who a session belongs to and where it is counted, from the request that opened it.
+#[derive(Default)]
+pub(crate) struct Owner {
+    /// The creator's credential or address; `None` for WebSocket sessions, which no other
+    /// request can reach.
+    pub binding: Option<Binding>,
+    /// The session's place under the per-address cap, given back when the session drops.
+    #[allow(dead_code)] // held for its `Drop`
+    pub address: Option<AddressSlot>,
+}
+
+/// What a chunk of `len` bytes takes from an inbound byte budget of `cap`: never more than the
+/// whole budget, so one large chunk still fits into an empty channel.
+pub(crate) fn inbound_cost(len: usize, cap: usize) -> u32 {
+    u32::try_from(len.min(cap)).unwrap_or(u32::MAX)
+}
+
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
@@ -91,14 +112,27 @@ pub(crate) struct Session {
     state: Mutex<State>,
     changed: watch::Sender<()>,
     limits: SessionLimits,
+    /// Room left in the client-to-relay channel, in bytes ([`inbound_cost`]).
+    inbound_room: Arc<Semaphore>,
+    owner: Owner,
     _live: LiveGuard,
 }
 
 impl Session {
     /// A new session and the relay's halves of it; counts itself in `live`.
+    #[cfg(test)]
     pub fn new(
         limits: SessionLimits,
         live: &Arc<AtomicUsize>,
+    ) -> (Arc<Session>, SockjsRx, SockjsTx) {
+        Self::owned(limits, live, Owner::default())
+    }
+
+    /// [`Session::new`] for the creator `owner`.
+    pub fn owned(
+        limits: SessionLimits,
+        live: &Arc<AtomicUsize>,
+        owner: Owner,
     ) -> (Arc<Session>, SockjsRx, SockjsTx) {
         live.fetch_add(1, Ordering::Relaxed);
         let (in_tx, in_rx) = mpsc::channel(limits.inbound_messages.max(1));
@@ -112,13 +146,21 @@ impl Session {
             closed: None,
             inbound: Some(in_tx),
         };
+        let room_bytes = inbound_cost(usize::MAX, limits.inbound_bytes) as usize;
         let session = Arc::new(Session {
             state: Mutex::new(state),
             changed: watch::channel(()).0,
+            inbound_room: Arc::new(Semaphore::new(room_bytes)),
             limits,
+            owner,
             _live: LiveGuard(live.clone()),
         });
-        let rx = SockjsRx::new(in_rx, session.limits.batch);
+        let rx = SockjsRx::new(
+            in_rx,
+            session.limits.batch,
+            session.inbound_room.clone(),
+            session.limits.inbound_bytes,
+        );
         let tx = SockjsTx::new(session.clone());
         (session, rx, tx)
     }
@@ -126,6 +168,15 @@ impl Session {
     /// The session's limits.
     pub fn limits(&self) -> &SessionLimits {
         &self.limits
+    }
+
+    /// Whether a request with `binding` may use this session: its creator's credential (or
+    /// address). A session without a binding (WebSocket) is reachable by no other request.
+    pub fn bound_to(&self, binding: &Binding) -> bool {
+        self.owner
+            .binding
+            .as_ref()
+            .is_some_and(|b| b.matches(binding))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -226,10 +277,23 @@ impl Session {
         Ok(())
     }
 
+    /// Queues one chunk for the relay once the channel has room for its bytes and a slot,
+    /// waiting at most the send timeout. The bytes' permits go with the chunk; the relay's
+    /// [`SockjsRx`] gives them back as it takes it.
     async fn send_inbound(&self, tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> Result<(), LinkError> {
-        match tokio::time::timeout(self.limits.send_timeout, tx.send(chunk)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(LinkError::Gone),
+        let cost = inbound_cost(chunk.len(), self.limits.inbound_bytes);
+        let send = async {
+            let permit = self
+                .inbound_room
+                .acquire_many(cost)
+                .await
+                .map_err(|_| LinkError::Gone)?;
+            tx.send(chunk).await.map_err(|_| LinkError::Gone)?;
+            permit.forget();
+            Ok(())
+        };
+        match tokio::time::timeout(self.limits.send_timeout, send).await {
+            Ok(result) => result,
             Err(_) => Err(LinkError::Overflow),
         }
     }
@@ -390,6 +454,8 @@ pub(crate) enum Lookup {
     Created(Arc<Session>, SockjsRx, SockjsTx),
     /// The session cap is reached.
     Full,
+    /// The creator's address has its most sessions.
+    AddressFull,
 }
 
 impl Registry {
@@ -415,8 +481,15 @@ impl Registry {
         self.map().get(id).cloned()
     }
 
-    /// The session `id`, created (and watched for expiry) when unknown and under `max`.
-    pub fn get_or_create(self: &Arc<Self>, id: &str, limits: &SessionLimits, max: usize) -> Lookup {
+    /// The session `id`, created (and watched for expiry) when unknown and under `max`, for
+    /// the creator `owner` gives (`None`: its address is at its cap).
+    pub fn get_or_create(
+        self: &Arc<Self>,
+        id: &str,
+        limits: &SessionLimits,
+        max: usize,
+        owner: impl FnOnce() -> Option<Owner>,
+    ) -> Lookup {
         let mut map = self.map();
         if let Some(s) = map.get(id) {
             return Lookup::Existing(s.clone());
@@ -424,7 +497,10 @@ impl Registry {
         if self.live.load(Ordering::Relaxed) >= max {
             return Lookup::Full;
         }
-        let (session, rx, tx) = Session::new(limits.clone(), &self.live);
+        let Some(owner) = owner() else {
+            return Lookup::AddressFull;
+        };
+        let (session, rx, tx) = Session::owned(limits.clone(), &self.live, owner);
         map.insert(id.to_owned(), session.clone());
         drop(map);
         tokio::spawn(watch_expiry(self.clone(), id.to_owned(), session.clone()));
@@ -478,6 +554,7 @@ pub(super) mod test_support {
             queue_bytes: 10,
             send_timeout: Duration::from_secs(1),
             inbound_messages,
+            inbound_bytes: 1024 * 1024,
             batch,
         }
     }
@@ -585,7 +662,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn registry_expires_sessions_without_receiver() {
         let reg = Registry::new();
-        let Lookup::Created(s, mut rx, _tx) = reg.get_or_create("id", &limits(), 10) else {
+        let Lookup::Created(s, mut rx, _tx) = reg.get_or_create("id", &limits(), 10, || Some(Owner::default())) else {
             panic!("must create")
         };
         let Attach::Attached(id) = s.attach() else {
@@ -598,7 +675,7 @@ mod tests {
         assert!(reg.get("id").is_none());
         assert_eq!(rx.recv().await.unwrap(), None);
         assert!(matches!(
-            reg.get_or_create("other", &limits(), 0),
+            reg.get_or_create("other", &limits(), 0, || Some(Owner::default())),
             Lookup::Full
         ));
     }
