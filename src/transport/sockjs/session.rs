@@ -635,6 +635,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn inbound_queue_is_bounded_in_bytes_not_only_in_chunks() {
+        let live = Arc::new(AtomicUsize::new(0));
+        let mut l = limits();
+        l.inbound_messages = 100;
+        l.inbound_bytes = 10;
+        let (s, mut rx, _tx) = Session::new(l, &live);
+        s.push_inbound(["123456"].into_iter().collect()).await.unwrap();
+        // 6 + 6 bytes exceed 10 although 98 chunk slots are free: the send times out.
+        let err = s.push_inbound(["abcdef"].into_iter().collect()).await;
+        assert!(matches!(err, Err(LinkError::Overflow)), "{err:?}");
+        assert_eq!(rx.recv().await.unwrap(), Some(Bytes::from_static(b"123456")));
+        // Taken by the relay, its bytes are free again; a chunk over the cap fits alone.
+        s.push_inbound(["0123456789abc"].into_iter().collect()).await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().unwrap().len(), 13);
+        s.push_inbound(["x"].into_iter().collect()).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn full_outbox_overflows_after_send_timeout() {
         let live = Arc::new(AtomicUsize::new(0));
         let (s, _rx, mut tx) = Session::new(limits(), &live);
