@@ -90,7 +90,13 @@ async fn busy_and_closed_answers_are_chunked_prelude_frame_end() {
     let mut got = vec![0u8; 4096];
     let n = timeout(WAIT, first.read(&mut got)).await.unwrap().unwrap();
     assert!(n > 0);
-    let (head, body) = raw("127.0.0.1", a, &format!("POST {url}/xhr_streaming HTTP/1.1"), "").await;
+    let (head, body) = raw(
+        "127.0.0.1",
+        a,
+        &format!("POST {url}/xhr_streaming HTTP/1.1"),
+        "",
+    )
+    .await;
     assert_eq!(status(&head), 200);
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
     assert!(!head.contains("content-length"), "{head}");
@@ -102,7 +108,13 @@ async fn busy_and_closed_answers_are_chunked_prelude_frame_end() {
     // A closed session (the `/close` service closes each at once) answers the same way.
     let url = format!("/close/000/{}", sid("closed"));
     raw("127.0.0.1", a, &format!("POST {url}/xhr HTTP/1.1"), "").await;
-    let (head, body) = raw("127.0.0.1", a, &format!("POST {url}/xhr_streaming HTTP/1.1"), "").await;
+    let (head, body) = raw(
+        "127.0.0.1",
+        a,
+        &format!("POST {url}/xhr_streaming HTTP/1.1"),
+        "",
+    )
+    .await;
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
     let parts = chunks(&body);
     assert_eq!(parts.len(), 2);
@@ -118,7 +130,10 @@ async fn eventsource_content_type_is_exact() {
     let a = start(echo::services()).await;
     let url = format!("/close/000/{}/eventsource", sid("es"));
     let (head, _) = raw("127.0.0.1", a, &format!("GET {url} HTTP/1.1"), "").await;
-    assert!(head.contains("\r\ncontent-type: text/event-stream\r\n"), "{head}");
+    assert!(
+        head.contains("\r\ncontent-type: text/event-stream\r\n"),
+        "{head}"
+    );
 }
 
 /// A service at `/n` with the allowlist `origins`.
@@ -144,8 +159,14 @@ async fn null_origin_needs_an_allowlist_that_names_it() {
             continue;
         }
         assert_eq!(status(&head), 200, "{origins:?}");
-        assert!(head.contains("access-control-allow-origin: null\r\n"), "{head}");
-        assert!(head.contains("access-control-allow-credentials: true\r\n"), "{head}");
+        assert!(
+            head.contains("access-control-allow-origin: null\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains("access-control-allow-credentials: true\r\n"),
+            "{head}"
+        );
         assert_eq!(chunks(&body), [b"o\n".to_vec()]);
         let info = "GET /n/info HTTP/1.1\r\nOrigin: null";
         assert_eq!(status(&raw("127.0.0.1", a, info, "").await.0), 200);
@@ -168,17 +189,27 @@ async fn ws_open(addr: SocketAddr, path: &str) -> TcpStream {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut b = [0u8; 1];
-        timeout(WAIT, tcp.read_exact(&mut b)).await.unwrap().unwrap();
+        timeout(WAIT, tcp.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
         head.push(b[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     tcp
 }
 
 /// Reads one unmasked server frame: opcode and payload.
 async fn ws_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
     let mut h = [0u8; 2];
-    timeout(WAIT, tcp.read_exact(&mut h)).await.unwrap().unwrap();
+    timeout(WAIT, tcp.read_exact(&mut h))
+        .await
+        .unwrap()
+        .unwrap();
     let mut len = u64::from(h[1] & 0x7f);
     if len == 126 {
         let mut l = [0u8; 2];
@@ -195,7 +226,10 @@ async fn ws_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
 #[tokio::test]
 async fn server_close_waits_for_the_clients_close_before_dropping_tcp() {
     let a = start(echo::services()).await;
-    for path in ["/close/websocket".to_owned(), format!("/close/000/{}/websocket", sid("ws"))] {
+    for path in [
+        "/close/websocket".to_owned(),
+        format!("/close/000/{}/websocket", sid("ws")),
+    ] {
         let mut tcp = ws_open(a, &path).await;
         let close = loop {
             let (op, payload) = ws_frame(&mut tcp).await;
@@ -210,7 +244,10 @@ async fn server_close_waits_for_the_clients_close_before_dropping_tcp() {
         // Nothing more, and no EOF, while the client has not answered.
         let mut b = [0u8; 1];
         let early = timeout(Duration::from_millis(500), tcp.read(&mut b)).await;
-        assert!(early.is_err(), "{path}: TCP closed before the client's Close: {early:?}");
+        assert!(
+            early.is_err(),
+            "{path}: TCP closed before the client's Close: {early:?}"
+        );
         // The client's Close (masked, code 1000): now the server drops the socket.
         let started = Instant::now();
         tcp.write_all(&[0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2])
@@ -218,7 +255,10 @@ async fn server_close_waits_for_the_clients_close_before_dropping_tcp() {
             .unwrap();
         let n = timeout(WAIT, tcp.read(&mut b)).await.unwrap().unwrap_or(0);
         assert_eq!(n, 0, "{path}: EOF after the Close exchange");
-        assert!(started.elapsed() < Duration::from_secs(1), "{path}: dropped promptly");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{path}: dropped promptly"
+        );
     }
 }
 
@@ -233,7 +273,10 @@ fn unread(
     let sink = Arc::new(move |link| held.lock().unwrap().push(link));
     let mut config = echo::config("/t");
     configure(&mut config);
-    (Sockjs::with_options(config, Vec::new(), sink, options), links)
+    (
+        Sockjs::with_options(config, Vec::new(), sink, options),
+        links,
+    )
 }
 
 /// The inbound queue is bounded in bytes: with a relay that does not read, a send that would
@@ -266,15 +309,33 @@ async fn ids_per_address_cap_and_address_binding() {
     let a = start(vec![svc.clone()]).await;
     let long = "a".repeat(65);
     for id in [long.as_str(), "a%20b", "a~b"] {
-        let (head, _) = raw("127.0.0.1", a, &format!("POST /t/000/{id}/xhr HTTP/1.1"), "").await;
+        let (head, _) = raw(
+            "127.0.0.1",
+            a,
+            &format!("POST /t/000/{id}/xhr HTTP/1.1"),
+            "",
+        )
+        .await;
         assert_eq!(status(&head), 404, "{id}");
     }
     let ok = "a".repeat(64);
-    let (head, _) = raw("127.0.0.1", a, &format!("POST /t/000/{ok}/xhr HTTP/1.1"), "").await;
+    let (head, _) = raw(
+        "127.0.0.1",
+        a,
+        &format!("POST /t/000/{ok}/xhr HTTP/1.1"),
+        "",
+    )
+    .await;
     assert_eq!(status(&head), 200);
     let _ws = ws_open(a, &format!("/t/000/{}/websocket", sid("cap"))).await;
     let third = sid("cap");
-    let (head, _) = raw("127.0.0.1", a, &format!("POST /t/000/{third}/xhr HTTP/1.1"), "").await;
+    let (head, _) = raw(
+        "127.0.0.1",
+        a,
+        &format!("POST /t/000/{third}/xhr HTTP/1.1"),
+        "",
+    )
+    .await;
     assert_eq!(status(&head), 200);
     let local: IpAddr = "127.0.0.1".parse().unwrap();
     assert_eq!(svc.sessions_from(local), 3);
@@ -287,12 +348,19 @@ async fn ids_per_address_cap_and_address_binding() {
     let other = format!("POST /t/000/{}/xhr HTTP/1.1", sid("cap"));
     assert_eq!(status(&raw("127.0.0.2", a, &other, "").await.0), 200);
     let theirs = format!("POST /t/000/{third}/xhr_send HTTP/1.1");
-    assert_eq!(status(&raw("127.0.0.2", a, &theirs, "[\"x\"]").await.0), 404);
+    assert_eq!(
+        status(&raw("127.0.0.2", a, &theirs, "[\"x\"]").await.0),
+        404
+    );
     let theirs = format!("POST /t/000/{third}/xhr HTTP/1.1");
     assert_eq!(status(&raw("127.0.0.2", a, &theirs, "").await.0), 404);
     let mine = format!("POST /t/000/{third}/xhr_send HTTP/1.1");
     assert_eq!(status(&raw("127.0.0.1", a, &mine, "[\"x\"]").await.0), 204);
-    assert_eq!(links.lock().unwrap().len(), 4, "refused requests opened no session");
+    assert_eq!(
+        links.lock().unwrap().len(),
+        4,
+        "refused requests opened no session"
+    );
 }
 
 /// A POST whose body never comes is answered 408 after the body timeout and its connection
@@ -305,9 +373,19 @@ async fn stalled_bodies_time_out() {
     );
     let a = start(vec![svc]).await;
     let id = sid("stall");
-    raw("127.0.0.1", a, &format!("POST /t/000/{id}/xhr HTTP/1.1"), "").await;
+    raw(
+        "127.0.0.1",
+        a,
+        &format!("POST /t/000/{id}/xhr HTTP/1.1"),
+        "",
+    )
+    .await;
     for transport in ["xhr_send", "xhr_streaming"] {
-        let target = if transport == "xhr_send" { id.clone() } else { sid("stall") };
+        let target = if transport == "xhr_send" {
+            id.clone()
+        } else {
+            sid("stall")
+        };
         let mut tcp = connect_from("127.0.0.1", a).await;
         let req = format!(
             "POST /t/000/{target}/{transport} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[\"par"

@@ -392,10 +392,7 @@ async fn eventsource_htmlfile_and_jsonp_framing() {
     let a = start_echo().await;
     let url = format!("/echo/000/{}", sid());
     let mut r = get(a, &format!("{url}/eventsource")).await;
-    assert_eq!(
-        r.header("content-type"),
-        Some("text/event-stream")
-    );
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
     assert_eq!(r.until("\r\n").await, "\r\n");
     assert_eq!(r.until("\r\n\r\n").await, "data: o\r\n\r\n");
     post(a, &format!("{url}/xhr_send"), r#"["  \u0000\n\r "]"#).await;

@@ -248,7 +248,10 @@ mod tests {
         let ip2: IpAddr = "127.0.0.2".parse().unwrap();
         let victim = b.bind(&c, &headers(&[("cookie", "a=1; tok=v")]), ip1);
         let same = b.bind(&c, &headers(&[("cookie", "tok=v; a=2")]), ip2);
-        assert!(victim.matches(&same), "other cookies and the address do not matter");
+        assert!(
+            victim.matches(&same),
+            "other cookies and the address do not matter"
+        );
         let other = b.bind(&c, &headers(&[("cookie", "tok=w")]), ip1);
         assert!(!victim.matches(&other));
         let none = b.bind(&c, &HeaderMap::new(), ip1);
@@ -268,20 +271,33 @@ mod tests {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let none = RequestCredentials::default();
         let h = headers(&[("authorization", "Bearer x")]);
-        assert!(b.bind(&none, &h, ip).matches(&b.bind(&none, &HeaderMap::new(), ip)));
+        assert!(b
+            .bind(&none, &h, ip)
+            .matches(&b.bind(&none, &HeaderMap::new(), ip)));
         let bearer = RequestCredentials {
             bearer: true,
             ..RequestCredentials::default()
         };
-        assert!(!b.bind(&bearer, &h, ip).matches(&b.bind(&bearer, &HeaderMap::new(), ip)));
+        assert!(!b
+            .bind(&bearer, &h, ip)
+            .matches(&b.bind(&bearer, &HeaderMap::new(), ip)));
     }
 
     #[test]
     fn browser_rules() {
         assert!(!browser_request_allowed(&HeaderMap::new()));
-        assert!(!browser_request_allowed(&headers(&[("sec-fetch-site", "cross-site")])));
-        assert!(!browser_request_allowed(&headers(&[("sec-fetch-site", "same-site")])));
-        assert!(browser_request_allowed(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!browser_request_allowed(&headers(&[(
+            "sec-fetch-site",
+            "cross-site"
+        )])));
+        assert!(!browser_request_allowed(&headers(&[(
+            "sec-fetch-site",
+            "same-site"
+        )])));
+        assert!(browser_request_allowed(&headers(&[(
+            "sec-fetch-site",
+            "same-origin"
+        )])));
         assert!(browser_request_allowed(&headers(&[("origin", "null")])));
     }
 

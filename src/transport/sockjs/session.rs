@@ -641,13 +641,20 @@ mod tests {
         l.inbound_messages = 100;
         l.inbound_bytes = 10;
         let (s, mut rx, _tx) = Session::new(l, &live);
-        s.push_inbound(["123456"].into_iter().collect()).await.unwrap();
+        s.push_inbound(["123456"].into_iter().collect())
+            .await
+            .unwrap();
         // 6 + 6 bytes exceed 10 although 98 chunk slots are free: the send times out.
         let err = s.push_inbound(["abcdef"].into_iter().collect()).await;
         assert!(matches!(err, Err(LinkError::Overflow)), "{err:?}");
-        assert_eq!(rx.recv().await.unwrap(), Some(Bytes::from_static(b"123456")));
+        assert_eq!(
+            rx.recv().await.unwrap(),
+            Some(Bytes::from_static(b"123456"))
+        );
         // Taken by the relay, its bytes are free again; a chunk over the cap fits alone.
-        s.push_inbound(["0123456789abc"].into_iter().collect()).await.unwrap();
+        s.push_inbound(["0123456789abc"].into_iter().collect())
+            .await
+            .unwrap();
         assert_eq!(rx.recv().await.unwrap().unwrap().len(), 13);
         s.push_inbound(["x"].into_iter().collect()).await.unwrap();
     }
@@ -680,7 +687,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn registry_expires_sessions_without_receiver() {
         let reg = Registry::new();
-        let Lookup::Created(s, mut rx, _tx) = reg.get_or_create("id", &limits(), 10, || Some(Owner::default())) else {
+        let Lookup::Created(s, mut rx, _tx) =
+            reg.get_or_create("id", &limits(), 10, || Some(Owner::default()))
+        else {
             panic!("must create")
         };
         let Attach::Attached(id) = s.attach() else {

@@ -17,9 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::access::AddressSlot;
 use super::http as h;
 use super::payload::{parse_messages, Messages};
-use super::access::AddressSlot;
 use super::session::{Attach, Event, Owner, Session};
 use super::{frames, Sockjs, RECV_BATCH_BYTES};
 use crate::transport::{ws, ClientLink, ClientMeta, HttpBody};
@@ -115,7 +115,8 @@ pub fn upgrade(
             binding: None,
             address,
         };
-        let (session, rx, tx) = Session::owned(sockjs.limits.clone(), sockjs.registry.live(), owner);
+        let (session, rx, tx) =
+            Session::owned(sockjs.limits.clone(), sockjs.registry.live(), owner);
         (sockjs.on_session)(ClientLink { rx, tx, meta });
         run(ws, &session, raw).await;
     });
