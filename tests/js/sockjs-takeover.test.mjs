@@ -10,14 +10,14 @@
 
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { DIRECT_WS, startGateway, uniqueName } from './harness.mjs';
-import { CHROMIUM, launchChromium } from './matrix/env.mjs';
+import { CHROMIUM, chromiumArgs } from './matrix/env.mjs';
 
 const WAIT = 10_000;
 const APP = 'http://app.test';
@@ -35,6 +35,19 @@ function jwt(sub) {
   return `${head}.${body}.${sig}`;
 }
 
+/**
+ * A Chromium profile that sends third-party cookies, as browsers still do by default for
+ * ordinary profiles (playwright's contexts are incognito-like and block them, which would hide
+ * the attack instead of stopping it). A persistent context with that preference.
+ */
+async function launchProfile(dir) {
+  const { chromium } = await import('playwright-core');
+  mkdirSync(path.join(dir, 'Default'), { recursive: true });
+  const prefs = { profile: { cookie_controls_mode: 0, block_third_party_cookies: false } };
+  writeFileSync(path.join(dir, 'Default', 'Preferences'), JSON.stringify(prefs));
+  return chromium.launchPersistentContext(dir, { executablePath: CHROMIUM, args: chromiumArgs(null), timeout: 30_000 });
+}
+
 /** One HTTP request from Node: `{ status, body }`. */
 function request(url, { method = 'GET', headers = {}, body = '' } = {}) {
   return new Promise((resolve, reject) => {
@@ -48,6 +61,21 @@ function request(url, { method = 'GET', headers = {}, body = '' } = {}) {
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** The queue's consumer count from the RabbitMQ management API, once its statistics have one. */
+async function consumers(queue) {
+  const deadline = Date.now() + WAIT;
+  for (;;) {
+    const res = await fetch(`http://127.0.0.1:15672/api/queues/%2F/${queue}`, {
+      headers: { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` },
+    });
+    assert.equal(res.status, 200);
+    const n = (await res.json()).consumers;
+    if (n > 0) return n;
+    assert.ok(Date.now() < deadline, 'no consumer count from the management API');
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 }
 
 /** A loopback HTTP server on `host` answering with `handler`; `{ url, close }`. */
@@ -97,17 +125,19 @@ describe('SockJS session takeover from another site in Chromium', { skip }, () =
       'sources = { cookie = "sg_token" }', '[[auth.key]]', 'alg = "HS256"', 'secret_file = "hs256.secret"',
       '[upstream.default]', 'login = "stompgate"', 'passcode = "stompgate-secret"', 'vhost = "/"', '',
     ].join('\n'));
-    env.gw = await startGateway({ args: ['--policy', policy, '--allowed-origins', APP] });
+    env.gw = await startGateway({ args: ['--policy', policy, '--allowed-origin', APP] });
     env.probeCookies = [];
     env.probe = await serve('127.0.0.1', (req, res) => {
       env.probeCookies.push(req.headers.cookie ?? '');
       res.writeHead(204).end();
     });
-    env.browser = await launchChromium(null);
+    env.profile = mkdtempSync(path.join(os.tmpdir(), 'stompgate-issue17-chromium-'));
+    env.browser = await launchProfile(env.profile);
   });
 
   after(async () => {
     await env.browser?.close();
+    if (env.profile) rmSync(env.profile, { recursive: true, force: true });
     await env.attacker?.close();
     await env.probe?.close();
     await env.gw?.stop();
@@ -142,17 +172,18 @@ describe('SockJS session takeover from another site in Chromium', { skip }, () =
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       res.end(attackerPage(gw, env.probe.url, victimId, attackFrames));
     });
-    const context = await env.browser.newContext();
-    await context.addCookies([{ name: 'sg_token', value: token, url: `${gw}/`, sameSite: 'None', secure: true }]);
+    const context = env.browser;
+    await context.addCookies([{ name: 'sg_token', value: token, domain: '127.0.0.1', path: '/', sameSite: 'None', secure: true }]);
     const page = await context.newPage();
-    await page.goto(`${env.attacker.url}/`, { timeout: WAIT });
+    page.on('console', () => {});
+    await page.goto(`${env.attacker.url}/`, { timeout: WAIT, waitUntil: 'commit' });
     await page.waitForFunction(
       () => ['create', 'attach', 'send', 'eventsource'].every((k) => window.results[k]),
       null, { timeout: WAIT },
     );
     await new Promise((resolve) => setTimeout(resolve, 500));
     const { results, stolen } = await page.evaluate(() => ({ results: window.results, stolen: window.stolen }));
-    await context.close();
+    await page.close();
 
     assert.ok(env.probeCookies.some((c) => c.includes(`sg_token=${token}`)),
       `the browser attached the victim's cookie cross-site (premise): ${JSON.stringify(env.probeCookies)}`);
@@ -161,15 +192,13 @@ describe('SockJS session takeover from another site in Chromium', { skip }, () =
     assert.equal(results.attach, 'error', 'jsonp is off: the victim session cannot be read by <script>');
     assert.equal(results.eventsource, 'error');
 
-    // The victim still works and saw nothing of it; the broker has one consumer.
-    assert.equal((await send(`SEND\ndestination:/queue/${queue}\n\nstill mine\0`)).status, 204);
-    await pollUntil('still mine');
+    // The victim still works and saw nothing of it. The broker has its one consumer: with a
+    // second one, RabbitMQ would hand that one every other message.
+    const four = [0, 1, 2, 3].map((i) => `SEND\ndestination:/queue/${queue}\n\nstill mine ${i}\0`).join('');
+    assert.equal((await send(four)).status, 204);
+    for (const i of [0, 1, 2, 3]) await pollUntil(`still mine ${i}`);
     assert.ok(!seen.join('').includes('ERROR'), seen.join(''));
-    const mgmt = await fetch(`http://127.0.0.1:15672/api/queues/%2F/${queue}`, {
-      headers: { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` },
-    });
-    assert.equal(mgmt.status, 200);
-    assert.equal((await mgmt.json()).consumers, 1, 'the attacker subscribed nothing');
+    assert.equal(await consumers(queue), 1, 'the attacker subscribed nothing');
     const metrics = (await request(`${env.gw.adminUrl}/metrics`)).body;
     assert.match(metrics, /stompgate_connections_opened_total\{transport="sockjs-jsonp"\} 0/);
     assert.match(metrics, /stompgate_connections_opened_total\{transport="sockjs-eventsource"\} 0/);
