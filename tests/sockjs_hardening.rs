@@ -262,12 +262,15 @@ async fn server_close_waits_for_the_clients_close_before_dropping_tcp() {
     }
 }
 
+/// The links a test's sink keeps, unread.
+type HeldLinks = Arc<Mutex<Vec<ClientLink<SockjsRx, SockjsTx>>>>;
+
 /// A service at `/t` with `config` changes and `options`, whose sink keeps every link unread
 /// (held in `links`).
 fn unread(
     configure: impl FnOnce(&mut stompgate::config::SockjsConfig),
     options: SockjsOptions,
-) -> (Arc<Sockjs>, Arc<Mutex<Vec<ClientLink<SockjsRx, SockjsTx>>>>) {
+) -> (Arc<Sockjs>, HeldLinks) {
     let links = Arc::new(Mutex::new(Vec::new()));
     let held = links.clone();
     let sink = Arc::new(move |link| held.lock().unwrap().push(link));

@@ -357,7 +357,8 @@ impl Sockjs {
     /// unknown transport.
     fn transport_methods(&self, transport: &str) -> Option<(&'static str, bool)> {
         let originless_off = self.originless_off();
-        let on = |t: &str| !self.disabled(t) && !(originless_off && ORIGINLESS.contains(&t));
+        let off_here = |t: &str| originless_off && ORIGINLESS.contains(&t);
+        let on = |t: &str| !self.disabled(t) && !off_here(t);
         Some(match transport {
             "xhr" | "xhr_streaming" => ("OPTIONS, POST", on(transport)),
             "xhr_send" => (
