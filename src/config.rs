@@ -843,6 +843,33 @@ mod tests {
     }
 
     #[test]
+    fn sockjs_limits_have_defaults_flags_and_toml_keys() {
+        let c = Config::resolve(opts(&["--upstream-login", "a"])).unwrap();
+        assert_eq!(c.sockjs.max_sessions_per_address, 100);
+        assert_eq!(c.sockjs.body_timeout, Duration::from_secs(10));
+        assert_eq!(c.sockjs.inbound_bytes, 1024 * 1024);
+        assert!(!c.sockjs.originless_transports);
+        let file: Options = toml::from_str(
+            "sockjs_max_sessions_per_address = 7\nsockjs_body_timeout = \"2s\"\n\
+             sockjs_inbound_bytes = 4096\nsockjs_originless_transports = true",
+        )
+        .unwrap();
+        let c = Config::resolve(opts(&["--upstream-login", "a"]).merge(file)).unwrap();
+        assert_eq!(c.sockjs.max_sessions_per_address, 7);
+        assert_eq!(c.sockjs.body_timeout, Duration::from_secs(2));
+        assert_eq!(c.sockjs.inbound_bytes, 4096);
+        assert!(c.sockjs.originless_transports);
+        let args = [
+            "--upstream-login",
+            "a",
+            "--sockjs-max-sessions-per-address",
+            "0",
+        ];
+        let e = Config::resolve(opts(&args)).unwrap_err();
+        assert_eq!(e.field, "sockjs_max_sessions_per_address");
+    }
+
+    #[test]
     fn secrets_never_print() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "*** ***");
