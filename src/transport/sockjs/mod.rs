@@ -6,8 +6,10 @@
 //! | file | owns |
 //! |---|---|
 //! | `mod.rs` | [`Sockjs`]: routing under the prefix, origin checks, transport switches |
+//! | `options.rs` | [`SockjsOptions`]: limits and what the gateway tells the service |
 //! | `access.rs` | session ids, the browser rules, binding a session to its creator, per-address counts |
-//! | `session.rs` | sessions, their registry and expiry |
+//! | `session.rs` | one session: outbox, receiver, inbound queue, close |
+//! | `registry.rs` | sessions by id, their expiry |
 //! | `link.rs` | [`SockjsRx`] / [`SockjsTx`], the halves the relay drives |
 //! | `frames.rs` | `o` / `h` / `a[...]` / `c[...]` frames and SockJS JSON escaping |
 //! | `payload.rs` | decoding the client's JSON payloads into messages |
@@ -22,8 +24,10 @@ mod frames;
 mod http;
 mod info;
 mod link;
+mod options;
 mod payload;
 mod receive;
+mod registry;
 mod send;
 mod session;
 mod websocket;
@@ -31,25 +35,26 @@ mod websocket;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ::http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 pub use frames::{close_frame, messages_frame, quote};
 pub use link::{SockjsRx, SockjsTx};
+pub use options::{SockjsOptions, DEFAULT_CLIENT_URL};
 
 use self::http as h;
 pub use access::MAX_SESSION_ID_BYTES;
 
 use crate::config::SockjsConfig;
-use crate::metrics::{Metrics, RefusedReason};
-use crate::policy::{PolicyHandle, RequestCredentials};
+use crate::metrics::RefusedReason;
+use crate::policy::RequestCredentials;
 use crate::transport::{ClientLink, ClientMeta, HttpBody, TransportKind};
 use access::{AddressCounts, Binder};
 use receive::{Framer, Receiver};
+use registry::{Lookup, Registry};
 use send::SendKind;
-use session::{Lookup, Owner, Registry, SessionLimits};
+use session::{Owner, SessionLimits};
 
 /// Largest body of a receiving `POST` (`xhr`, `xhr_streaming`): clients send none.
 const RECEIVE_BODY_BYTES: usize = 4096;
@@ -63,65 +68,6 @@ const RECV_BATCH_BYTES: usize = 64 * 1024;
 
 /// Called once per new SockJS session, as it opens; the callee runs the session.
 pub type SessionSink = Arc<dyn Fn(ClientLink<SockjsRx, SockjsTx>) + Send + Sync>;
-
-/// The `sockjs-client` the iframe page loads by default.
-pub const DEFAULT_CLIENT_URL: &str =
-    "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
-
-/// Limits and settings beyond [`SockjsConfig`]; the defaults suit the gateway.
-#[derive(Debug, Clone)]
-pub struct SockjsOptions {
-    /// Most live sessions (all transports); more are refused with 503. Default 100 000.
-    pub max_sessions: usize,
-    /// Largest `xhr_send` / `jsonp_send` body, and largest WebSocket message. Default 8 MiB.
-    pub max_body_bytes: usize,
-    /// Most messages queued for one client. Default 1024.
-    pub queue_messages: usize,
-    /// Most bytes queued for one client (one message is always admitted). Default 8 MiB.
-    pub queue_bytes: usize,
-    /// The policy whose backends say which request credentials a session is bound to and
-    /// whether a browser sends them on its own ([`RequestCredentials`]). Without one, sessions
-    /// are bound to the client address. Default none.
-    pub policy: Option<PolicyHandle>,
-    /// Proxies whose `X-Forwarded-For` gives the client address (binding, per-address cap).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Where refusals are counted (`stompgate_sessions_refused_total{reason}`). Default none.
-    pub metrics: Option<Arc<Metrics>>,
-    /// How long a send waits for queue room (or a WebSocket write) before the session is
-    /// closed as too slow. Default 10 s.
-    pub send_timeout: Duration,
-    /// Client messages buffered towards the relay per session (with `batch_messages`: client
-    /// sends, each one `xhr_send` body or one WebSocket read's worth). Default 256.
-    pub inbound_messages: usize,
-    /// The `sockjs-client` script URL in the iframe page. Default [`DEFAULT_CLIENT_URL`].
-    pub client_url: String,
-    /// Treat each session as a byte stream both ways, for a consumer that re-frames what it
-    /// reads and flushes what it sends (the STOMP relay). A [`SockjsRx::recv`] then returns
-    /// every client message already received, joined into one chunk, and a [`SockjsTx`] holds
-    /// the frames it is sent until its `flush`, so they reach the client as one `a[...]` frame:
-    /// the relay then writes one broker batch and one client write per burst, not one per
-    /// message. Off by default, for an application that reads one SockJS message per `recv`
-    /// and never flushes (the `sockjs_echo` example).
-    pub batch_messages: bool,
-}
-
-impl Default for SockjsOptions {
-    fn default() -> Self {
-        SockjsOptions {
-            max_sessions: 100_000,
-            max_body_bytes: 8 * 1024 * 1024,
-            queue_messages: 1024,
-            queue_bytes: 8 * 1024 * 1024,
-            policy: None,
-            trusted_proxies: Vec::new(),
-            metrics: None,
-            send_timeout: Duration::from_secs(10),
-            inbound_messages: 256,
-            client_url: DEFAULT_CLIENT_URL.to_owned(),
-            batch_messages: false,
-        }
-    }
-}
 
 /// The SockJS service mounted under `config.path`.
 pub struct Sockjs {

@@ -1,13 +1,13 @@
-//! SockJS sessions: the state one session shares between its HTTP requests (or its WebSocket),
-//! and the registry of polling/streaming sessions with their expiry. The halves the relay
-//! drives, [`SockjsRx`] / [`SockjsTx`], are in `link.rs`.
+//! SockJS sessions: the state one session shares between its HTTP requests (or its WebSocket).
+//! The registry of sessions by id is in `registry.rs`; the halves the relay drives,
+//! [`SockjsRx`] / [`SockjsTx`], are in `link.rs`.
 //!
 //! A session outlives any single request: messages for the client wait in a bounded outbox
 //! until a receiving request (at most one at a time) takes them. A session with no receiving
 //! request for `disconnect_delay` expires; its [`SockjsRx`] then ends, so the relay closes the
 //! broker connection.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -341,7 +341,7 @@ impl Session {
     }
 
     /// When the session expires unless a receiver attaches first.
-    fn expiry(&self) -> Option<Instant> {
+    pub(super) fn expiry(&self) -> Option<Instant> {
         let st = self.lock();
         match st.receiver {
             Some(_) => None,
@@ -438,106 +438,6 @@ impl Session {
             }
         }
     }
-}
-
-/// The registry of polling and streaming sessions by session id.
-pub(crate) struct Registry {
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
-    live: Arc<AtomicUsize>,
-}
-
-/// A session looked up or created by [`Registry::get_or_create`].
-pub(crate) enum Lookup {
-    /// It existed.
-    Existing(Arc<Session>),
-    /// It was created; the relay's halves are here for the sink.
-    Created(Arc<Session>, SockjsRx, SockjsTx),
-    /// The session cap is reached.
-    Full,
-    /// The creator's address has its most sessions.
-    AddressFull,
-}
-
-impl Registry {
-    /// An empty registry.
-    pub fn new() -> Arc<Registry> {
-        Arc::new(Registry {
-            sessions: Mutex::new(HashMap::new()),
-            live: Arc::new(AtomicUsize::new(0)),
-        })
-    }
-
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Sessions alive now (registered ones and WebSocket ones, until the relay drops them).
-    pub fn live(&self) -> &Arc<AtomicUsize> {
-        &self.live
-    }
-
-    /// The registered session `id`.
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.map().get(id).cloned()
-    }
-
-    /// The session `id`, created (and watched for expiry) when unknown and under `max`, for
-    /// the creator `owner` gives (`None`: its address is at its cap).
-    pub fn get_or_create(
-        self: &Arc<Self>,
-        id: &str,
-        limits: &SessionLimits,
-        max: usize,
-        owner: impl FnOnce() -> Option<Owner>,
-    ) -> Lookup {
-        let mut map = self.map();
-        if let Some(s) = map.get(id) {
-            return Lookup::Existing(s.clone());
-        }
-        if self.live.load(Ordering::Relaxed) >= max {
-            return Lookup::Full;
-        }
-        let Some(owner) = owner() else {
-            return Lookup::AddressFull;
-        };
-        let (session, rx, tx) = Session::owned(limits.clone(), &self.live, owner);
-        map.insert(id.to_owned(), session.clone());
-        drop(map);
-        tokio::spawn(watch_expiry(self.clone(), id.to_owned(), session.clone()));
-        Lookup::Created(session, rx, tx)
-    }
-
-    fn remove(&self, id: &str, session: &Arc<Session>) {
-        let mut map = self.map();
-        if map.get(id).is_some_and(|s| Arc::ptr_eq(s, session)) {
-            map.remove(id);
-        }
-    }
-}
-
-/// Expires `session` once it has had no receiver for the disconnect delay.
-async fn watch_expiry(registry: Arc<Registry>, id: String, session: Arc<Session>) {
-    let mut changes = session.subscribe();
-    loop {
-        changes.borrow_and_update();
-        match session.expiry() {
-            Some(at) if at <= Instant::now() => break,
-            Some(at) => {
-                tokio::select! {
-                    _ = changes.changed() => {}
-                    () = tokio::time::sleep_until(at) => {}
-                }
-            }
-            None => {
-                if changes.changed().await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    tracing::debug!(session = %id, "sockjs session expired");
-    registry.remove(&id, &session);
-    session.expire();
 }
 
 /// Session fixtures shared by this module's tests and the links'.
@@ -682,29 +582,6 @@ mod tests {
         assert!(matches!(next(&s).await, Event::Messages(m) if m[0].len() == 64));
         waiting.await.unwrap().unwrap();
         assert_eq!(next(&s).await, Event::Messages(vec!["y".into()]));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn registry_expires_sessions_without_receiver() {
-        let reg = Registry::new();
-        let Lookup::Created(s, mut rx, _tx) =
-            reg.get_or_create("id", &limits(), 10, || Some(Owner::default()))
-        else {
-            panic!("must create")
-        };
-        let Attach::Attached(id) = s.attach() else {
-            panic!("must attach")
-        };
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert!(reg.get("id").is_some(), "attached sessions do not expire");
-        s.detach(id, false);
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        assert!(reg.get("id").is_none());
-        assert_eq!(rx.recv().await.unwrap(), None);
-        assert!(matches!(
-            reg.get_or_create("other", &limits(), 0, || Some(Owner::default())),
-            Lookup::Full
-        ));
     }
 
     #[tokio::test]
