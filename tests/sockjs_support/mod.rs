@@ -131,7 +131,10 @@ pub async fn queue_consumers(queue: &str) -> u64 {
         if let Some(n) = v["consumers"].as_u64().filter(|n| status == 200 && *n > 0) {
             return n;
         }
-        assert!(Instant::now() < deadline, "no consumer count: {status} {body}");
+        assert!(
+            Instant::now() < deadline,
+            "no consumer count: {status} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
