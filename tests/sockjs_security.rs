@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 use common::unique;
-use policy_common::{claims, sign_hs, TempDir};
+use policy_common::{claims, sign_hs, users_toml, TempDir};
 use sockjs_support::*;
 
 /// With a cookie backend, a page on another site cannot open or use a session with the
@@ -227,6 +227,51 @@ async fn takeover_with_the_victims_cookie_is_refused_and_the_victim_is_unaffecte
         "{}",
         String::from_utf8_lossy(&buf[..n])
     );
+}
+
+/// With HTTP Basic the same holds (a browser sends cached Basic credentials by itself): the
+/// Origin-less transports are off, and a session answers only its creator's `Authorization`.
+/// `sockjs_originless_transports` turns them back on explicitly.
+#[tokio::test]
+async fn http_basic_binds_sessions_and_the_override_restores_originless_transports() {
+    let dir = TempDir::new();
+    dir.write(
+        "users.toml",
+        users_toml(&[("alice", "pw-a", &[], ""), ("bob", "pw-b", &[], "")]),
+    );
+    let policy = dir.write(
+        "policy.toml",
+        "[[auth]]\ntype = \"http-basic\"\nusers_file = \"users.toml\"\n\
+         [upstream.default]\nlogin = \"stompgate\"\npasscode = \"stompgate-secret\"\nvhost = \"/\"\n",
+    );
+    let mut config = base_config();
+    config.policy = Some(policy.clone());
+    let gw = start(config, Some(dir)).await;
+    let alice = [("Origin", APP), ("Authorization", "Basic YWxpY2U6cHctYQ==")];
+    let bob = [("Origin", APP), ("Authorization", "Basic Ym9iOnB3LWI=")];
+    let jsonp = "GET /sockjs/000/basic01/jsonp?c=x";
+    assert_eq!(http("127.0.0.1", gw.addr, jsonp, &alice, "").await.0, 404);
+    let url = "/sockjs/000/basic02";
+    let (status, body) = http("127.0.0.1", gw.addr, &format!("POST {url}/xhr"), &alice, "").await;
+    assert_eq!((status, body.as_str()), (200, "o\n"));
+    let send = format!("POST {url}/xhr_send");
+    let connect = send_body(&[connect_frame()]);
+    assert_eq!(
+        http("127.0.0.1", gw.addr, &send, &bob, &connect).await.0,
+        404
+    );
+    assert_eq!(
+        http("127.0.0.1", gw.addr, &send, &alice, &connect).await.0,
+        204
+    );
+    poll_until(&gw, url, &alice, "CONNECTED").await;
+
+    let mut config = base_config();
+    config.policy = Some(policy);
+    config.sockjs.originless_transports = true;
+    let open = start(config, None).await;
+    let (status, body) = http("127.0.0.1", open.addr, jsonp, &alice[1..], "").await;
+    assert_eq!((status, body.as_str()), (200, "/**/x(\"o\");\r\n"));
 }
 
 /// The plain `/ws` endpoint: a close the gateway starts (no CONNECT in time) sends ERROR and
