@@ -39,13 +39,12 @@ use std::sync::Arc;
 use ::http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+pub use access::MAX_SESSION_ID_BYTES;
 pub use frames::{close_frame, messages_frame, quote};
 pub use link::{SockjsRx, SockjsTx};
 pub use options::{SockjsOptions, DEFAULT_CLIENT_URL};
 
 use self::http as h;
-pub use access::MAX_SESSION_ID_BYTES;
-
 use crate::config::SockjsConfig;
 use crate::metrics::RefusedReason;
 use crate::policy::RequestCredentials;
