@@ -17,7 +17,7 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$REPO_ROOT/scripts/deploy/containers.c
 
 install_packages() {
   apt_install podman buildah runc mmdebstrap uidmap slirp4netns fuse-overlayfs haproxy \
-    python3-venv ca-certificates
+    python3-venv ca-certificates curl
 }
 
 # The runtime base: Debian bookworm with CA roots, no docs, imported under a local name.

@@ -14,9 +14,15 @@ const MAX_RESPONSE_BYTES: usize = 4096;
 /// Arguments of `stompgate healthcheck`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HealthcheckArgs {
-    /// The URL to GET (plain `http://HOST:PORT/PATH`); healthy when it answers `200`.
-    #[arg(long, default_value = "http://127.0.0.1:8081/healthz")]
-    pub url: String,
+    /// The URL to GET (plain `http://HOST:PORT/PATH`); healthy when it answers `200`. Default:
+    /// `/healthz` on `--admin-listen` (a wildcard address becomes loopback).
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// The gateway's admin listener, for the default `--url` (the image's HEALTHCHECK relies on
+    /// the same `STOMPGATE_ADMIN_LISTEN` the gateway reads). Default `127.0.0.1:8081`.
+    #[arg(long, env = "STOMPGATE_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
+    pub admin_listen: String,
 
     /// Time allowed for the whole check (connect, request, response), e.g. `3s`.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
@@ -69,9 +75,22 @@ fn parse_url(url: &str) -> Result<Target, HealthcheckError> {
     })
 }
 
-/// Fetches `args.url` once; `Ok` only for a `200` answer within `args.timeout`.
+/// The URL a check fetches: `--url`, else `/healthz` on the admin listener, where a wildcard
+/// address (`0.0.0.0`, `[::]`) means "this host" and becomes the loopback address.
+pub fn effective_url(args: &HealthcheckArgs) -> String {
+    if let Some(url) = &args.url {
+        return url.clone();
+    }
+    let addr = args
+        .admin_listen
+        .replacen("0.0.0.0:", "127.0.0.1:", 1)
+        .replacen("[::]:", "[::1]:", 1);
+    format!("http://{addr}/healthz")
+}
+
+/// Fetches the URL once; `Ok` only for a `200` answer within `args.timeout`.
 pub fn run(args: &HealthcheckArgs) -> Result<(), HealthcheckError> {
-    let target = parse_url(&args.url)?;
+    let target = parse_url(&effective_url(args))?;
     let deadline = Instant::now() + args.timeout;
     let io = |source| HealthcheckError::Io {
         addr: target.authority.clone(),
@@ -134,9 +153,27 @@ mod tests {
 
     fn args(url: String) -> HealthcheckArgs {
         HealthcheckArgs {
-            url,
+            url: Some(url),
+            admin_listen: "127.0.0.1:1".into(),
             timeout: Duration::from_secs(2),
         }
+    }
+
+    #[test]
+    fn default_url_is_healthz_on_the_admin_listener() {
+        let with = |admin: &str| HealthcheckArgs {
+            url: None,
+            admin_listen: admin.into(),
+            timeout: Duration::from_secs(1),
+        };
+        let url = |admin| effective_url(&with(admin));
+        assert_eq!(url("0.0.0.0:8081"), "http://127.0.0.1:8081/healthz");
+        assert_eq!(url("[::]:9"), "http://[::1]:9/healthz");
+        assert_eq!(url("10.1.2.3:7"), "http://10.1.2.3:7/healthz");
+        assert_eq!(
+            effective_url(&args("http://h:1/readyz".into())),
+            "http://h:1/readyz"
+        );
     }
 
     /// Serves one connection with `answer` and returns the request it read.
@@ -216,8 +253,8 @@ mod tests {
         let url = format!("http://{}/healthz", listener.local_addr().unwrap());
         let started = Instant::now();
         let err = run(&HealthcheckArgs {
-            url,
             timeout: Duration::from_millis(300),
+            ..args(url)
         })
         .unwrap_err();
         assert!(matches!(err, HealthcheckError::Io { .. }), "{err}");
