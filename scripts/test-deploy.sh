@@ -38,15 +38,15 @@ TIMINGS=()
 
 cleanup() {
   local rc=$?
+  set +e # remove everything, even when one removal fails
   [[ -f $WORK/play.yaml ]] && podman kube down "$WORK/play.yaml" >/dev/null 2>&1
   podman ps -a --format '{{.Names}}' | grep "^$NAME-" | xargs -r podman rm -f -t 0 >/dev/null 2>&1
-  podman secret ls --format '{{.Name}}' | grep -x 'stompgate-upstream\|stompgate-admin' \
-    | xargs -r podman secret rm >/dev/null 2>&1
   kill_started
   rm -rf "$WORK"
-  return "$rc"
+  exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 
 # step TITLE FUNCTION: runs one part under a header and records its duration.
 step() {
@@ -76,7 +76,10 @@ run_gateway() {
     -e STOMPGATE_UPSTREAM_PASSCODE_FILE=/run/stompgate/upstream-passcode \
     -e STOMPGATE_ADMIN_TOKEN_FILE=/run/stompgate/admin-token \
     -e STOMPGATE_SHUTDOWN_GRACE=3s \
-    -v "$WORK/secrets:/run/stompgate:ro" "$IMAGE" >/dev/null
+    -v "$WORK/secrets:/run/stompgate:ro" "$IMAGE" >/dev/null 2>"$WORK/podman-run.err" \
+    || die "podman run $1: $(cat "$WORK/podman-run.err")"
+  # Without systemd podman cannot schedule the HEALTHCHECK's timer (it logs an error and goes
+  # on); `podman healthcheck run` runs it on demand.
   wait_port "$2" 30 "container $1"
 }
 
@@ -122,7 +125,7 @@ run_image() {
   info "HEALTHCHECK (stompgate healthcheck, no curl in the image): $health"
   timeout 60 node "$CLIENT" exchange "ws://127.0.0.1:$cp/ws"
   timeout 60 node "$CLIENT" exchange "http://127.0.0.1:$cp/sockjs"
-  podman rm -f -t 5 "$ctr" >/dev/null
+  podman rm -f -t 5 "$ctr" >/dev/null 2>&1
 }
 
 # kubernetes-validate and checkov on each rendered overlay; skipped checks print their reasons.
@@ -133,9 +136,10 @@ check_manifests() {
     out=$WORK/$overlay.yaml
     kubectl kustomize "deploy/kubernetes/overlays/$overlay" >"$out"
     info "$overlay: $(grep -c '^kind:' "$out") objects ($(grep '^kind:' "$out" | awk '{print $2}' | sort | uniq -c | awk '{printf "%s%s ", $2, ($1>1?"×"$1:"")}'))"
-    kubernetes-validate -k "$K8S_VERSION" --strict "$out" | grep -v '^INFO' || true
-    kubernetes-validate -k "$K8S_VERSION" --strict --quiet "$out" || die "$overlay: schema validation failed"
-    checkov --quiet --skip-download --framework kubernetes -o json -f "$out" >"$WORK/$overlay.checkov.json" || true
+    kubernetes-validate -k "$K8S_VERSION" --strict "$out" >"$WORK/$overlay.validate" 2>&1 \
+      || die "$overlay: schema validation failed: $(grep -v '^INFO' "$WORK/$overlay.validate")"
+    info "$overlay: kubernetes-validate --strict: $(grep -c '^INFO.*passed' "$WORK/$overlay.validate") objects pass; $(grep -v '^INFO' "$WORK/$overlay.validate" | sed 's/^WARN [^ ]* //' | sort -u | tr '\n' ' ')"
+    checkov --skip-download --framework kubernetes -o json -f "$out" >"$WORK/$overlay.checkov.json" || true
     python3 - "$overlay" "$WORK/$overlay.checkov.json" <<'PY' || die "$overlay: checkov found failed checks"
 import json, sys
 name, path = sys.argv[1], sys.argv[2]
@@ -143,12 +147,15 @@ r = json.load(open(path))
 r = r[0] if isinstance(r, list) else r
 res = r.get("results", {})
 failed, skipped = res.get("failed_checks", []), res.get("skipped_checks", [])
-print(f"    {name}: checkov passed {len(res.get('passed_checks', []))}, failed {len(failed)}, skipped {len(skipped)}")
+n = r["summary"]
+print(f"    {name}: checkov passed {n['passed']}, failed {n['failed']}, skipped {n['skipped']}, parsing errors {n['parsing_errors']}")
+if n["passed"] == 0 or n["parsing_errors"]:
+    sys.exit("checkov checked nothing or could not parse the file")
 for c in skipped:
     print(f"      skipped {c['check_id']} on {c['resource']}: {c.get('check_result', {}).get('suppress_comment', '?')}")
 for c in failed:
     print(f"      FAILED {c['check_id']} ({c['check_name']}) on {c['resource']}")
-sys.exit(1 if failed else 0)
+sys.exit(1 if failed or n["failed"] else 0)
 PY
   done
 }
@@ -174,6 +181,8 @@ patches:
       kind: Deployment
       metadata: {name: stompgate, namespace: stompgate}
       spec:
+        # One pod: kube play runs every replica, and on the host's network they would share ports.
+        replicas: 1
         template:
           spec:
             containers:
@@ -200,11 +209,15 @@ EOF
   kube_play_workarounds "$WORK/rendered.yaml" >"$WORK/play.yaml"
   podman kube play --network host "$WORK/play.yaml" >"$WORK/play.out" 2>&1 \
     || die "kube play failed: $(tail -5 "$WORK/play.out")"
-  wait_port "$cp" 30 "kube play gateway"
+  (wait_port "$cp" 30 "kube play gateway") || {
+    podman ps -a --format '{{.Names}} {{.Status}}' >&2
+    podman ps -a --format '{{.Names}}' | grep -- '-stompgate$' | xargs -r -n1 podman logs --tail 5 >&2
+    die "the played gateway never listened (play.yaml: $(cat "$WORK/play.yaml"))"
+  }
   local ctr
-  ctr=$(podman ps --filter label=io.kubernetes.pod.name --format '{{.Names}}' | grep -- '-stompgate$' | head -1)
-  [[ -n $ctr ]] || ctr=$(podman ps --format '{{.Names}}' | grep stompgate | grep -v infra | head -1)
-  info "pod container $ctr"
+  ctr=$(podman ps --format '{{.Names}}' | grep -- '-stompgate$' | head -1 || true)
+  [[ -n $ctr ]] || die "no running stompgate container in the pod"
+  info "pod container $ctr (pods: $(podman pod ps --format '{{.Name}}' | tr '\n' ' '))"
   local code
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ap/metrics")
   [[ $code == 401 ]] || die "/metrics without the Secret's token answered $code"
@@ -214,7 +227,7 @@ EOF
   timeout 60 node "$CLIENT" exchange "ws://127.0.0.1:$cp/ws"
   podman healthcheck run "$ctr" >/dev/null && info "liveness probe (as a podman healthcheck): healthy" \
     || die "liveness probe failed under podman"
-  podman kube down "$WORK/play.yaml" >/dev/null
+  podman kube down "$WORK/play.yaml" >/dev/null 2>&1
   rm -f "$WORK/play.yaml"
   ! podman pod ps --format '{{.Name}}' | grep -q stompgate || die "kube down left a pod"
   ! port_open "$cp" || die "kube down left the gateway listening"
@@ -224,6 +237,9 @@ EOF
 # What podman 4.3's kube play cannot take from the rendered overlay, worked around:
 # - Kubernetes objects it has no use for (Namespace, Service, Ingress, HPA, PDB, NetworkPolicy,
 #   ServiceMonitor, ServiceAccount) are left out.
+# - With `--network host` (the broker is on the host's loopback) it refuses containerPorts
+#   ("PortMappings can only be used with Bridge or slirp4netns networking"): they are dropped
+#   (the listeners take their ports from the patched env anyway).
 # - Secret volumes: it writes the values out base64-encoded (containers/podman#16625), and env
 #   `secretKeyRef` fails ("secret ... is not valid JSON"). So each Secret's decoded values are
 #   written to a host directory (uid 10001, mode 0400) and its volume becomes a hostPath volume
@@ -250,6 +266,8 @@ for d in docs:
 keep = []
 for d in docs:
     if d["kind"] == "Deployment":
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            c.pop("ports", None)
         for v in d["spec"]["template"]["spec"].get("volumes", []):
             if "secret" in v:
                 name = v.pop("secret")["secretName"]
@@ -269,7 +287,7 @@ scale_out() {
     STOMPGATE_GW_A_ADMIN_PORT=$a_ap STOMPGATE_GW_B_ADMIN_PORT=$b_ap \
     haproxy -db -f deploy/haproxy.cfg >"$WORK/haproxy.out" 2>&1 &
   PIDS+=("$!")
-  wait_port "$lb" 10 haproxy
+  (wait_port "$lb" 10 haproxy) || die "haproxy: $(tail -5 "$WORK/haproxy.out")"
   sleep 2 # both servers pass `rise 2` of the 1 s readiness checks
   node "$CLIENT" failover --ws "ws://127.0.0.1:$lb/ws" --sockjs "http://127.0.0.1:$lb/sockjs" \
     --clients 3 --stop-file "$WORK/stop" >"$WORK/failover.out" 2>"$WORK/failover.err" &
@@ -305,9 +323,10 @@ for c in r["clients"]:
 # start its replacement on the same ports, wait until it is ready behind haproxy.
 roll() {
   local t0=$SECONDS
-  podman stop -t 20 "$1" >/dev/null
+  # (stderr: without systemd podman logs an error about the healthcheck timer it never made)
+  podman stop -t 20 "$1" >/dev/null 2>"$WORK/podman-stop.err" || die "podman stop: $(cat "$WORK/podman-stop.err")"
   info "$1: SIGTERM, drained and exited in $((SECONDS - t0))s (exit $(podman inspect -f '{{.State.ExitCode}}' "$1"))"
-  podman rm "$1" >/dev/null
+  podman rm "$1" >/dev/null 2>&1
   sleep 2 # clients moved to the other instance meanwhile
   run_gateway "$1" "$2" "$3"
   wait_http "http://127.0.0.1:$3/readyz" 20
