@@ -97,9 +97,15 @@ build_image() {
   cargo build --release --locked
   [[ -x target/release/stompgate ]] || die "no target/release/stompgate"
   podman image exists "$BASE_IMAGE" || die "$BASE_IMAGE missing: run scripts/setup-deploy.sh"
+  local previous
+  previous=$(podman image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   # --format docker keeps the HEALTHCHECK; --target prebuilt packages the binary just built.
   podman build --quiet --format docker --target prebuilt --build-arg RUNTIME_IMAGE="$BASE_IMAGE" \
     --ignorefile deploy/Containerfile.dockerignore -f deploy/Containerfile -t "$IMAGE" . >/dev/null
+  # The image this run replaced, so reruns do not pile up untagged images.
+  if [[ -n $previous && $previous != $(podman image inspect -f '{{.Id}}' "$IMAGE") ]]; then
+    podman rmi "$previous" >/dev/null 2>&1 || true
+  fi
   info "$IMAGE: $(podman image inspect -f '{{.Size}}' "$IMAGE" | numfmt --to=iec) (base $(podman image inspect -f '{{.Size}}' "$BASE_IMAGE" | numfmt --to=iec))"
   [[ $(podman image inspect -f '{{.Config.User}}' "$IMAGE") == 10001:10001 ]] || die "image user is not 10001"
   podman image inspect -f '{{.Config.Healthcheck.Test}}' "$IMAGE" | grep -q healthcheck \
@@ -123,6 +129,11 @@ run_image() {
   health=$(podman inspect -f '{{.State.Healthcheck.Status}}' "$ctr")
   [[ $health == healthy ]] || die "health status is $health"
   info "HEALTHCHECK (stompgate healthcheck, no curl in the image): $health"
+  # ...and the same check says so when the answer is not 200 (here: a 404 on the client port).
+  local rc=0
+  podman exec "$ctr" /usr/local/bin/stompgate healthcheck --url "http://127.0.0.1:$cp/no-such-path" \
+    2>/dev/null || rc=$?
+  (( rc == 1 )) || die "healthcheck of a 404 exited $rc, not 1"
   timeout 60 node "$CLIENT" exchange "ws://127.0.0.1:$cp/ws"
   timeout 60 node "$CLIENT" exchange "http://127.0.0.1:$cp/sockjs"
   podman rm -f -t 5 "$ctr" >/dev/null 2>&1

@@ -113,6 +113,22 @@ pub fn run(args: &HealthcheckArgs) -> Result<(), HealthcheckError> {
     }
 }
 
+/// Runs `stompgate healthcheck`: the exit code is 0 when healthy, 1 when not, 64 (EX_USAGE) for
+/// a URL it cannot fetch; the reason goes to stderr.
+pub fn run_cli(args: &HealthcheckArgs) -> u8 {
+    match run(args) {
+        Ok(()) => 0,
+        Err(e @ HealthcheckError::BadUrl(_)) => {
+            eprintln!("stompgate: {e}");
+            64
+        }
+        Err(e) => {
+            eprintln!("stompgate healthcheck: {e}");
+            1
+        }
+    }
+}
+
 fn resolve(authority: &str) -> std::io::Result<SocketAddr> {
     authority
         .to_socket_addrs()?

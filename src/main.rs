@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         };
     }
     if let Some(Tool::Healthcheck(args)) = &options.command {
-        return healthcheck(args);
+        return ExitCode::from(stompgate::healthcheck::run_cli(args));
     }
     let check = options.check_config;
     let config = match Config::resolve(options) {
@@ -46,18 +46,6 @@ fn main() -> ExitCode {
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => config_error(e),
-    }
-}
-
-/// `stompgate healthcheck`: 0 when healthy, 1 when not, 64 for a URL it cannot fetch.
-fn healthcheck(args: &stompgate::healthcheck::HealthcheckArgs) -> ExitCode {
-    match stompgate::healthcheck::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e @ stompgate::healthcheck::HealthcheckError::BadUrl(_)) => config_error(e),
-        Err(e) => {
-            eprintln!("stompgate healthcheck: {e}");
-            ExitCode::FAILURE
-        }
     }
 }
 
