@@ -100,7 +100,7 @@ build_image() {
   local previous
   previous=$(podman image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   # --format docker keeps the HEALTHCHECK; --target prebuilt packages the binary just built.
-  podman build --quiet --format docker --target prebuilt --build-arg RUNTIME_IMAGE="$BASE_IMAGE" \
+  timeout 600 podman build --quiet --format docker --target prebuilt --build-arg RUNTIME_IMAGE="$BASE_IMAGE" \
     --ignorefile deploy/Containerfile.dockerignore -f deploy/Containerfile -t "$IMAGE" . >/dev/null
   # The image this run replaced, so reruns do not pile up untagged images.
   if [[ -n $previous && $previous != $(podman image inspect -f '{{.Id}}' "$IMAGE") ]]; then
@@ -218,7 +218,7 @@ patches:
 EOF
   kubectl kustomize "$overlay" >"$WORK/rendered.yaml"
   kube_play_workarounds "$WORK/rendered.yaml" >"$WORK/play.yaml"
-  podman kube play --network host "$WORK/play.yaml" >"$WORK/play.out" 2>&1 \
+  timeout 120 podman kube play --network host "$WORK/play.yaml" >"$WORK/play.out" 2>&1 \
     || die "kube play failed: $(tail -5 "$WORK/play.out")"
   (wait_port "$cp" 30 "kube play gateway") || {
     podman ps -a --format '{{.Names}} {{.Status}}' >&2
@@ -238,7 +238,7 @@ EOF
   timeout 60 node "$CLIENT" exchange "ws://127.0.0.1:$cp/ws"
   podman healthcheck run "$ctr" >/dev/null && info "liveness probe (as a podman healthcheck): healthy" \
     || die "liveness probe failed under podman"
-  podman kube down "$WORK/play.yaml" >/dev/null 2>&1
+  timeout 120 podman kube down "$WORK/play.yaml" >/dev/null 2>&1
   rm -f "$WORK/play.yaml"
   ! podman pod ps --format '{{.Name}}' | grep -q stompgate || die "kube down left a pod"
   ! port_open "$cp" || die "kube down left the gateway listening"
@@ -317,7 +317,7 @@ scale_out() {
   sleep 3
   touch "$WORK/stop"
   local rc=0
-  timeout 60 tail --pid="$client" -f /dev/null || true
+  timeout 60 tail --pid="$client" -f /dev/null || kill "$client" 2>/dev/null
   wait "$client" || rc=$?
   tail -1 "$WORK/failover.out" | python3 -c '
 import json, sys
