@@ -150,6 +150,7 @@ check_manifests() {
     kubernetes-validate -k "$K8S_VERSION" --strict "$out" >"$WORK/$overlay.validate" 2>&1 \
       || die "$overlay: schema validation failed: $(grep -v '^INFO' "$WORK/$overlay.validate")"
     info "$overlay: kubernetes-validate --strict: $(grep -c '^INFO.*passed' "$WORK/$overlay.validate") objects pass; $(grep -v '^INFO' "$WORK/$overlay.validate" | sed 's/^WARN [^ ]* //' | sort -u | tr '\n' ' ')"
+    check_project_rules "$out" || die "$overlay: project rules"
     checkov --skip-download --framework kubernetes -o json -f "$out" >"$WORK/$overlay.checkov.json" || true
     python3 - "$overlay" "$WORK/$overlay.checkov.json" <<'PY' || die "$overlay: checkov found failed checks"
 import json, sys
@@ -169,6 +170,45 @@ for c in failed:
 sys.exit(1 if failed or n["failed"] else 0)
 PY
   done
+}
+
+# Rules of this project's manifests that no generic scan knows, on every rendered overlay:
+# clients never reach the admin port (client Service and Ingress carry the client port only),
+# and the grace period covers the preStop pause plus the ConfigMap's shutdown_grace.
+check_project_rules() {
+  python3 - "$1" <<'PY'
+import re, sys, tomllib
+import yaml  # from the venv (a checkov dependency)
+path = sys.argv[1]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+fail = lambda msg: sys.exit(f"{path}: {msg}")
+for d in docs:
+    name = d["metadata"]["name"]
+    if d["kind"] == "Service" and not name.endswith("-admin"):
+        for p in d["spec"]["ports"]:
+            if p.get("targetPort") in ("admin", 8081) or p.get("port") == 8081:
+                fail(f"Service {name} exposes the admin port to clients")
+    if d["kind"] == "Ingress":
+        for rule in d["spec"]["rules"]:
+            for p in rule["http"]["paths"]:
+                port = p["backend"]["service"]["port"]
+                if port.get("name") != "client" or p["backend"]["service"]["name"].endswith("-admin"):
+                    fail(f"Ingress {name} routes to {p['backend']['service']}")
+config = next(d for d in docs if d["kind"] == "ConfigMap" and "stompgate.toml" in d.get("data", {}))
+grace = tomllib.loads(config["data"]["stompgate.toml"])["shutdown_grace"]
+grace_s = int(re.fullmatch(r"(\d+)s", grace).group(1))
+for d in docs:
+    if d["kind"] not in ("Deployment", "StatefulSet"):
+        continue
+    pod = d["spec"]["template"]["spec"]
+    for c in pod["containers"]:
+        if c["name"] != "stompgate":
+            continue
+        pause = int(c["lifecycle"]["preStop"]["exec"]["command"][-1])
+        if pod["terminationGracePeriodSeconds"] <= pause + grace_s:
+            fail(f"{d['kind']} {d['metadata']['name']}: grace {pod['terminationGracePeriodSeconds']} s <= preStop {pause} s + shutdown_grace {grace_s} s")
+print(f"    {path.rsplit('/', 1)[-1]}: admin port kept from clients; grace > preStop + shutdown_grace ({grace})")
+PY
 }
 
 # The standalone overlay under podman kube play: a kustomization on top of it puts in the local
