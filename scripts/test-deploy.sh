@@ -367,6 +367,9 @@ print(f"    receipted {t['"'"'receipted'"'"']}, received {t['"'"'received'"'"']}
 for c in r["clients"]:
     print(f"      {c['"'"'kind'"'"']:6} receipted {c['"'"'receipted'"'"']:4} received {c['"'"'received'"'"']:4} missing {len(c['"'"'missing'"'"'])} connects {c['"'"'connects'"'"']}")
 ' || true
+  # What haproxy saw: each instance leaves on its /readyz 503 (drain) and comes back ready.
+  grep -o 'Server websocket/[ab] is [A-Z]*, reason: [^,]*\(, code: [0-9]*\)\?' "$WORK/haproxy.out" \
+    | sed 's/^/      haproxy: /' >&2 || true
   (( rc == 0 )) || die "failover: $(cat "$WORK/failover.err")"
 }
 
