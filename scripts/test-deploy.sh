@@ -26,7 +26,9 @@ BASE_IMAGE=${DEPLOY_BASE_IMAGE:-localhost/stompgate-base:bookworm}
 RABBITMQ=${STOMPGATE_TEST_RABBITMQ:-127.0.0.1:61613}
 BROKER_LOGIN=stompgate
 BROKER_PASSCODE=stompgate-secret
-K8S_VERSION=1.30.0
+# Kubernetes API versions the overlays must validate against: an older supported one, and the
+# newest kubernetes-validate knows.
+K8S_VERSIONS=(1.30.0 1.37.0)
 # Names of everything this script creates in podman, so cleanup removes exactly those.
 NAME=stompgate-ci
 CLIENT=tests/js/deploy/client.mjs
@@ -147,9 +149,12 @@ check_manifests() {
     out=$WORK/$overlay.yaml
     kubectl kustomize "deploy/kubernetes/overlays/$overlay" >"$out"
     info "$overlay: $(grep -c '^kind:' "$out") objects ($(grep '^kind:' "$out" | awk '{print $2}' | sort | uniq -c | awk '{printf "%s%s ", $2, ($1>1?"×"$1:"")}'))"
-    kubernetes-validate -k "$K8S_VERSION" --strict "$out" >"$WORK/$overlay.validate" 2>&1 \
-      || die "$overlay: schema validation failed: $(grep -v '^INFO' "$WORK/$overlay.validate")"
-    info "$overlay: kubernetes-validate --strict: $(grep -c '^INFO.*passed' "$WORK/$overlay.validate") objects pass; $(grep -v '^INFO' "$WORK/$overlay.validate" | sed 's/^WARN [^ ]* //' | sort -u | tr '\n' ' ')"
+    local version
+    for version in "${K8S_VERSIONS[@]}"; do
+      kubernetes-validate -k "$version" --strict "$out" >"$WORK/$overlay.validate" 2>&1 \
+        || die "$overlay: schema validation ($version) failed: $(grep -v '^INFO' "$WORK/$overlay.validate")"
+      info "$overlay: kubernetes-validate -k $version --strict: $(grep -c '^INFO.*passed' "$WORK/$overlay.validate") objects pass; $(grep -v '^INFO' "$WORK/$overlay.validate" | sed 's/^WARN [^ ]* //' | sort -u | tr '\n' ' ')"
+    done
     check_project_rules "$out" || die "$overlay: project rules"
     checkov --skip-download --framework kubernetes -o json -f "$out" >"$WORK/$overlay.checkov.json" || true
     python3 - "$overlay" "$WORK/$overlay.checkov.json" <<'PY' || die "$overlay: checkov found failed checks"
