@@ -357,6 +357,9 @@ pub struct Options {
 pub enum Tool {
     /// Print an argon2id hash of a password (read from stdin) for a `static` users file.
     HashPassword(crate::policy::HashPasswordArgs),
+    /// GET an admin URL once (default `/healthz` on `--admin-listen`); exit 0 on `200`, 1
+    /// otherwise. For container HEALTHCHECKs in images without curl.
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
 }
 
 macro_rules! merge_fields {
