@@ -1,6 +1,7 @@
 //! STOMP 1.0/1.1/1.2 framing: [`Frame`], [`Command`], the incremental [`Decoder`] with limits,
 //! the [`encode`] functions, and version and heart-beat negotiation. No I/O, no tokio.
 
+mod client_rules;
 mod command;
 mod decoder;
 mod encoder;
@@ -8,6 +9,7 @@ mod escape;
 mod frame;
 mod negotiate;
 
+pub use client_rules::check_connect_header;
 pub use command::Command;
 pub use decoder::{DecodeError, Decoder, Item, Limits};
 pub use encoder::{encode, encode_heartbeat};
