@@ -177,3 +177,28 @@ async fn the_broker_refusing_the_gateway_login_gets_a_generic_error() {
         "broker identity leaked: {shown}"
     );
 }
+
+#[tokio::test]
+async fn connect_headers_that_reach_the_broker_must_read_the_same_there() {
+    let dir = TempDir::new();
+    // A backslash in the page's own password is no concern: the gateway replaces it.
+    dir.write(
+        "users.toml",
+        users_toml(&[("page", "pa\\ss", &["user"], "")]),
+    );
+    let mut config = Config::for_tests(&rabbitmq(), BROKER_LOGIN, BROKER_PASSCODE);
+    config.policy = Some(dir.write(
+        "policy.toml",
+        "[[auth]]\ntype = \"static\"\nusers_file = \"users.toml\"\n",
+    ));
+    let (mut c, _t) = MemClient::start(config.clone());
+    c.send_raw(connect_frame("page", "pa\\ss", "")).await;
+    assert_eq!(c.frame().await.command, Command::Connected);
+    // A header the broker gets as it came: RabbitMQ would read `a:b`, the gateway `a\cb`.
+    for extra in ["client-id:a\\cb\n", "x-note: padded\n"] {
+        let (mut c, _t) = MemClient::start(config.clone());
+        c.send_raw(connect_frame("page", "pa\\ss", extra)).await;
+        let (message, _) = c.expect_error_close().await;
+        assert!(message.contains("ambiguous header"), "{extra}: {message}");
+    }
+}

@@ -53,7 +53,7 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
 ) -> Result<Upstream, End> {
     let deadline = Instant::now() + ctx.config.connect_timeout;
     let mut connect = read_connect(client, deadline).await?;
-    check_forwarded_connect(ctx, &connect)?;
+    let original = connect.clone();
     let client_hb = connect
         .header("heart-beat")
         .map(|v| parse_heartbeat(v).ok_or_else(|| End::protocol("invalid heart-beat header", None)))
@@ -61,6 +61,7 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
         .unwrap_or_default();
     let stats = client.rec.stats().clone();
     let identity = authorize(ctx, &client.meta, &mut connect).await?;
+    check_forwarded_connect(&original, &connect)?;
     stats.update_facts(|f| {
         f.user = match &identity {
             Some(id) => Some(id.user.clone()),
@@ -133,21 +134,13 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
 }
 
 /// Refuses a CONNECT whose headers the broker would read differently from the gateway (see
-/// [`check_connect_header`]). Only headers that reach the broker count: unless the session
-/// passes credentials through, every client copy of `login`, `passcode` and `host` (in any
-/// letter case) is replaced by the gateway's own.
-fn check_forwarded_connect(ctx: &RelayContext, connect: &Frame) -> Result<(), End> {
-    let rewritten = ctx.policy.is_some() || !ctx.config.upstream.passthrough;
-    let replaced = |name: &[u8]| {
-        rewritten
-            && ["login", "passcode", "host"]
-                .iter()
-                .any(|g| name.eq_ignore_ascii_case(g.as_bytes()))
-    };
-    for h in connect.headers().iter().filter(|h| !replaced(&h.name)) {
-        if let Err(e) = check_connect_header(&h.name, &h.value) {
-            return Err(End::Malformed(e));
-        }
+/// [`check_connect_header`]). Only the client's own headers that reach the broker count (what
+/// `forwarded`, the rewritten CONNECT, still has from `original`): the gateway's own `login`,
+/// `passcode` and `host` are not the client's to get wrong.
+fn check_forwarded_connect(original: &Frame, forwarded: &Frame) -> Result<(), End> {
+    let from_client = |h: &crate::stomp::Header| original.headers().contains(h);
+    for h in forwarded.headers().iter().filter(|h| from_client(h)) {
+        check_connect_header(&h.name, &h.value).map_err(End::Malformed)?;
     }
     Ok(())
 }
