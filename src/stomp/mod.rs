@@ -1,5 +1,9 @@
 //! STOMP 1.0/1.1/1.2 framing: [`Frame`], [`Command`], the incremental [`Decoder`] with limits,
 //! the [`encode`] functions, and version and heart-beat negotiation. No I/O, no tokio.
+//!
+//! Client frames are read the way the brokers will read what the gateway forwards
+//! ([`Decoder::for_client`], rules and their reasons in `client_rules.rs`): one framing, the
+//! broker's.
 
 mod client_rules;
 mod command;
