@@ -325,6 +325,52 @@ pub struct Options {
     /// for the client address in logs and `/connections`. Default: none (the TCP peer).
     #[arg(long, env = "STOMPGATE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+
+    /// Most connections one client address (an IPv6 /64) may hold before they authenticate,
+    /// WebSocket and SockJS together; further ones get an ERROR and are closed. 0: no limit.
+    /// Default 256 (room for a reconnect storm from one NAT address).
+    #[arg(long, env = "STOMPGATE_MAX_PENDING_PER_ADDRESS")]
+    pub max_pending_per_address: Option<usize>,
+
+    /// A session that negotiated no client heart-beats is closed after this long without a
+    /// byte from the client (a frame or a heart-beat EOL), so an abandoned socket cannot hold a
+    /// broker connection forever. `0s` switches it off. Default `300s`: stomp.js negotiates
+    /// heart-beats by default, and proxies and load balancers drop idle sockets sooner.
+    #[arg(long, env = "STOMPGATE_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+
+    /// Broker logins a client may not use under `--passthrough-credentials` (exact, ASCII
+    /// case-insensitive). Default `guest` (RabbitMQ lets it in over the gateway's loopback).
+    #[arg(
+        long = "passthrough-deny-login",
+        env = "STOMPGATE_PASSTHROUGH_DENY_LOGINS",
+        value_delimiter = ','
+    )]
+    pub passthrough_deny_logins: Option<Vec<String>>,
+
+    /// Allow a non-loopback `admin_listen` without an admin token (logged at start). Off by
+    /// default: the gateway refuses to start that way.
+    #[arg(long, env = "STOMPGATE_ADMIN_INSECURE", num_args = 0..=1, default_missing_value = "true")]
+    pub admin_insecure: Option<bool>,
+
+    /// `Host` names the admin API answers besides IP addresses and `localhost` (against DNS
+    /// rebinding). Default: none.
+    #[arg(
+        long = "admin-allowed-host",
+        env = "STOMPGATE_ADMIN_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub admin_allowed_hosts: Option<Vec<String>>,
+
+    /// Browser `Origin`s allowed to make state-changing admin requests (`POST /trace`,
+    /// `DELETE …`). Default: none (a request with an `Origin` is refused).
+    #[arg(
+        long = "admin-allowed-origin",
+        env = "STOMPGATE_ADMIN_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub admin_allowed_origins: Option<Vec<String>>,
 }
 
 /// Tools built into the binary.
@@ -356,6 +402,10 @@ impl Options {
         );
         merge_fields!(self, file;
             metrics_per_connection, metrics_per_connection_cap, trusted_proxies,
+        );
+        merge_fields!(self, file;
+            max_pending_per_address, idle_timeout, passthrough_deny_logins, admin_insecure,
+            admin_allowed_hosts, admin_allowed_origins,
         );
         self
     }
@@ -412,6 +462,8 @@ pub struct UpstreamConfig {
     pub identity: crate::policy::UpstreamIdentity,
     /// Forward the client's own credentials.
     pub passthrough: bool,
+    /// Broker logins refused under pass-through (ASCII case-insensitive).
+    pub deny_logins: Vec<String>,
     /// TCP + TLS + CONNECTED timeout.
     pub connect_timeout: Duration,
     /// TLS to the broker, if enabled.
@@ -512,6 +564,16 @@ pub struct Config {
     pub metrics_per_connection_cap: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Unauthenticated connections per client address (0: no limit).
+    pub max_pending_per_address: usize,
+    /// Idle limit for sessions without client heart-beats (`None`: off).
+    pub idle_timeout: Option<Duration>,
+    /// Admin API reachable beyond loopback without a token, on purpose.
+    pub admin_insecure: bool,
+    /// Extra `Host` names the admin API answers.
+    pub admin_allowed_hosts: Vec<String>,
+    /// `Origin`s allowed on state-changing admin requests.
+    pub admin_allowed_origins: Vec<String>,
 }
 
 const SOCKJS_TRANSPORTS: [&str; 6] = [
@@ -552,6 +614,19 @@ impl Config {
             })?),
             (None, None) => None,
         };
+        let admin_insecure = o.admin_insecure.unwrap_or(false);
+        let admin_listen = o
+            .admin_listen
+            .unwrap_or_else(|| "127.0.0.1:8081".parse().expect("literal"));
+        if !admin_listen.ip().is_loopback() && admin_token.is_none() && !admin_insecure {
+            return Err(ConfigError::new(
+                "admin_token",
+                format!(
+                    "admin_listen {admin_listen} is reachable beyond loopback: set admin_token \
+                     (or admin_token_file), listen on 127.0.0.1, or pass --admin-insecure"
+                ),
+            ));
+        }
         let passthrough = o.passthrough_credentials.unwrap_or(false);
         let identity = crate::policy::UpstreamIdentity {
             login: o.upstream_login,
@@ -673,14 +748,15 @@ impl Config {
                 addrs,
                 identity,
                 passthrough,
+                deny_logins: o
+                    .passthrough_deny_logins
+                    .unwrap_or_else(|| vec!["guest".to_owned()]),
                 connect_timeout: o
                     .upstream_connect_timeout
                     .unwrap_or(Duration::from_secs(10)),
                 tls: upstream_tls,
             },
-            admin_listen: o
-                .admin_listen
-                .unwrap_or_else(|| "127.0.0.1:8081".parse().expect("literal")),
+            admin_listen,
             admin_token,
             limits,
             max_connections: o.max_connections.unwrap_or(100_000),
@@ -704,6 +780,12 @@ impl Config {
             metrics_per_connection: o.metrics_per_connection.unwrap_or(false),
             metrics_per_connection_cap: o.metrics_per_connection_cap.unwrap_or(100),
             trusted_proxies: o.trusted_proxies.unwrap_or_default(),
+            max_pending_per_address: o.max_pending_per_address.unwrap_or(256),
+            idle_timeout: Some(o.idle_timeout.unwrap_or(Duration::from_secs(300)))
+                .filter(|d| !d.is_zero()),
+            admin_insecure,
+            admin_allowed_hosts: o.admin_allowed_hosts.unwrap_or_default(),
+            admin_allowed_origins: o.admin_allowed_origins.unwrap_or_default(),
         })
     }
 

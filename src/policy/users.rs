@@ -135,6 +135,11 @@ impl UserDb {
         Ok(UserDb { users, decoy })
     }
 
+    /// Whether a user of this name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.users.contains_key(name)
+    }
+
     /// Checks a name and password. An unknown user still costs one hash verification, and
     /// both failures are the same [`AuthError::BadCredentials`].
     pub fn verify(&self, name: &str, password: &[u8]) -> Result<&User, AuthError> {
