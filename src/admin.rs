@@ -103,8 +103,8 @@ where
     if method != Method::POST && method != Method::DELETE {
         return route(&req, state);
     }
-    if let Err(resp) = check_state_change(&req, state) {
-        return resp;
+    if let Some(refusal) = check_state_change(&req, state) {
+        return refusal;
     }
     let (parts, body) = req.into_parts();
     let body = match read_body(body).await {
@@ -313,23 +313,23 @@ fn readyz(state: &AdminState) -> Response<HttpBody> {
 }
 
 /// The rules for requests that change state: the token (required, not optional), a JSON
-/// content type, and no foreign browser `Origin`.
-fn check_state_change<B>(req: &Request<B>, state: &AdminState) -> Result<(), Response<HttpBody>> {
+/// content type, and no foreign browser `Origin`. `Some(refusal)` when one is broken.
+fn check_state_change<B>(req: &Request<B>, state: &AdminState) -> Option<Response<HttpBody>> {
     if state.token.is_none() {
-        return Err(text_response(
+        return Some(text_response(
             StatusCode::FORBIDDEN,
             "state-changing admin requests need admin_token to be configured\n",
         ));
     }
     if !authorized(req, state) {
-        return Err(unauthorized());
+        return Some(unauthorized());
     }
     let headers = req.headers();
     if let Some(origin) = headers.get(http::header::ORIGIN) {
         let allowed = &state.config.admin_allowed_origins;
         let origin = origin.to_str().unwrap_or("");
         if !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
-            return Err(text_response(StatusCode::FORBIDDEN, "origin not allowed\n"));
+            return Some(text_response(StatusCode::FORBIDDEN, "origin not allowed\n"));
         }
     }
     let json = headers
@@ -338,12 +338,12 @@ fn check_state_change<B>(req: &Request<B>, state: &AdminState) -> Result<(), Res
         .and_then(|v| v.split(';').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
     if !json {
-        return Err(text_response(
+        return Some(text_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type: application/json required\n",
         ));
     }
-    Ok(())
+    None
 }
 
 /// Whether the `Host` header names this API: an IP address (any port), `localhost`, or one of
@@ -476,7 +476,8 @@ mod tests {
         let set = |r: &mut Request<Full<Bytes>>, k: &'static str, v: &'static str| {
             r.headers_mut().insert(k, HeaderValue::from_static(v));
         };
-        let cases: [(&dyn Fn(&mut Request<Full<Bytes>>), StatusCode); 5] = [
+        type Tweak<'a> = &'a dyn Fn(&mut Request<Full<Bytes>>);
+        let cases: [(Tweak, StatusCode); 5] = [
             (
                 &|r| set(r, "content-type", "text/plain"),
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
