@@ -532,15 +532,32 @@ fn passthrough_accepts_anyone_as_their_own_login() {
     let p = dir.policy("[[auth]]\ntype = \"passthrough\"\nroles = [\"legacy\"]\n");
     let id = p
         .authenticate(
-            &connect(&[("login", "guest"), ("passcode", "guest")]),
+            &connect(&[("login", "svc-a"), ("passcode", "whatever")]),
             &meta(),
         )
         .unwrap();
     assert_eq!(
         (id.user.as_str(), id.source),
-        ("guest", AuthSource::Passthrough)
+        ("svc-a", AuthSource::Passthrough)
     );
     assert_eq!(id.roles, vec!["legacy"]);
+    // `guest` is refused by default (RabbitMQ lets it in over the gateway's loopback), in any
+    // letter case; the deny list is the policy's to change.
+    for guest in ["guest", "GUEST"] {
+        let r = p.authenticate(
+            &connect(&[("login", guest), ("passcode", "guest")]),
+            &meta(),
+        );
+        assert_eq!(r, Err(AuthError::LoginDenied));
+    }
+    let open = dir.policy("[[auth]]\ntype = \"passthrough\"\ndeny_logins = [\"root\"]\n");
+    assert!(open
+        .authenticate(&connect(&[("login", "guest"), ("passcode", "g")]), &meta())
+        .is_ok());
+    assert_eq!(
+        open.authenticate(&connect(&[("login", "root"), ("passcode", "g")]), &meta()),
+        Err(AuthError::LoginDenied)
+    );
     let r = p.authenticate(&connect(&[("login", "a"), ("login", "b")]), &meta());
     assert_eq!(r, Err(AuthError::AmbiguousCredentials));
     // No login: the broker would apply its default user (RabbitMQ's guest) — refused.

@@ -44,14 +44,18 @@ pub use verify::VerifyPool;
 pub const PRE_AUTH_HEADER_BYTES: usize = 24 * 1024;
 /// Most header lines in a CONNECT before the client has authenticated.
 pub const PRE_AUTH_HEADERS: usize = 64;
+/// Largest frame body before the client has authenticated. A CONNECT has none (the codec
+/// refuses one); a few bytes let a client that sends another frame first be told that the
+/// first frame must be CONNECT, rather than that its body is too large.
+pub const PRE_AUTH_BODY_BYTES: usize = 256;
 
-/// The decoder limits before authentication: `config`'s, tightened to a small CONNECT with no
-/// body, so an anonymous client cannot make the gateway buffer megabytes.
+/// The decoder limits before authentication: `config`'s, tightened to a small CONNECT, so an
+/// anonymous client cannot make the gateway buffer megabytes.
 pub fn pre_auth_limits(config: crate::stomp::Limits) -> crate::stomp::Limits {
     crate::stomp::Limits {
         max_header_bytes: config.max_header_bytes.min(PRE_AUTH_HEADER_BYTES),
         max_headers: config.max_headers.min(PRE_AUTH_HEADERS),
-        max_body_bytes: 0,
+        max_body_bytes: config.max_body_bytes.min(PRE_AUTH_BODY_BYTES),
     }
 }
 
