@@ -87,8 +87,18 @@ function gatewayEnv(extra = {}) {
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith('STOMPGATE_')),
   );
-  return { RUST_LOG: 'info', ...env, ...extra };
+  return { RUST_LOG: 'info', STOMPGATE_ADMIN_TOKEN: ADMIN_TOKEN, ...env, ...extra };
 }
+
+/**
+ * The admin token every test gateway gets (state-changing admin requests need one), and the
+ * headers an admin request sends with it (a state change also needs the JSON content type).
+ */
+export const ADMIN_TOKEN = 'stompgate-test-admin-token';
+export const ADMIN_HEADERS = {
+  authorization: `Bearer ${ADMIN_TOKEN}`,
+  'content-type': 'application/json',
+};
 
 /** The gateway's arguments for a broker identity (`credentials: false` leaves them out). */
 function identityArgs({ upstream = RABBITMQ, credentials = true, login, passcode }) {
@@ -141,7 +151,7 @@ function readListeners(child, stderr) {
  * flags), `upstream`, `credentials`/`login`/`passcode` (the broker identity; on by default),
  * `env` (extra environment).
  *
- * Returns `{ wsUrl, httpUrl, adminUrl, listeners, child, stderr(), stop() }` (only `wsUrl`,
+ * Returns `{ wsUrl, httpUrl, adminUrl, adminHeaders, listeners, child, stderr(), stop() }` (only `wsUrl`,
  * `direct: true`, `stderr()` and `stop()` when `STOMPGATE_TEST_DIRECT_WS` is set).
  */
 export async function startGateway(opts = {}) {
@@ -183,6 +193,7 @@ export async function startGateway(opts = {}) {
     wsUrl: `ws://${listeners.client}${wsPath}`,
     httpUrl: `http://${listeners.client}`,
     adminUrl: `http://${listeners.admin}`,
+    adminHeaders: ADMIN_HEADERS,
     child,
     stderr: () => stderr.text,
     stop,

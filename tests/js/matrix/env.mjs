@@ -87,6 +87,7 @@ function targetOf(gw) {
   return {
     kind: 'gateway',
     adminUrl: gw.adminUrl,
+    adminHeaders: gw.adminHeaders,
     url: (transport) => {
       if (transport === 'ws') return `${gw.wsUrl}`;
       if (transport === 'wss') return `wss://${tls}/ws`;
