@@ -98,12 +98,14 @@ where
 {
     let method = req.method().clone();
     if !host_allowed(req.headers(), state) {
+        state.metrics.admin_refused("host");
         return text_response(StatusCode::FORBIDDEN, "host not allowed\n");
     }
     if method != Method::POST && method != Method::DELETE {
         return route(&req, state);
     }
-    if let Some(refusal) = check_state_change(&req, state) {
+    if let Some((reason, refusal)) = check_state_change(&req, state) {
+        state.metrics.admin_refused(reason);
         return refusal;
     }
     let (parts, body) = req.into_parts();
@@ -272,6 +274,7 @@ pub fn route<B>(req: &Request<B>, state: &AdminState) -> Response<HttpBody> {
         _ => {}
     }
     if !authorized(req, state) {
+        state.metrics.admin_refused("unauthorized");
         return unauthorized();
     }
     let metrics = &state.metrics;
@@ -314,22 +317,31 @@ fn readyz(state: &AdminState) -> Response<HttpBody> {
 
 /// The rules for requests that change state: the token (required, not optional), a JSON
 /// content type, and no foreign browser `Origin`. `Some(refusal)` when one is broken.
-fn check_state_change<B>(req: &Request<B>, state: &AdminState) -> Option<Response<HttpBody>> {
+fn check_state_change<B>(
+    req: &Request<B>,
+    state: &AdminState,
+) -> Option<(&'static str, Response<HttpBody>)> {
     if state.token.is_none() {
-        return Some(text_response(
-            StatusCode::FORBIDDEN,
-            "state-changing admin requests need admin_token to be configured\n",
+        return Some((
+            "no_token",
+            text_response(
+                StatusCode::FORBIDDEN,
+                "state-changing admin requests need admin_token to be configured\n",
+            ),
         ));
     }
     if !authorized(req, state) {
-        return Some(unauthorized());
+        return Some(("unauthorized", unauthorized()));
     }
     let headers = req.headers();
     if let Some(origin) = headers.get(http::header::ORIGIN) {
         let allowed = &state.config.admin_allowed_origins;
         let origin = origin.to_str().unwrap_or("");
         if !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
-            return Some(text_response(StatusCode::FORBIDDEN, "origin not allowed\n"));
+            return Some((
+                "origin",
+                text_response(StatusCode::FORBIDDEN, "origin not allowed\n"),
+            ));
         }
     }
     let json = headers
@@ -338,9 +350,12 @@ fn check_state_change<B>(req: &Request<B>, state: &AdminState) -> Option<Respons
         .and_then(|v| v.split(';').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
     if !json {
-        return Some(text_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type: application/json required\n",
+        return Some((
+            "content_type",
+            text_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type: application/json required\n",
+            ),
         ));
     }
     None

@@ -878,6 +878,26 @@ mod tests {
     }
 
     #[test]
+    fn a_public_admin_listener_needs_a_token_or_admin_insecure() {
+        let public = ["--upstream-login", "a", "--admin-listen", "0.0.0.0:8081"];
+        let e = Config::resolve(opts(&public)).unwrap_err();
+        assert_eq!(e.field, "admin_token");
+        let mut with_token = public.to_vec();
+        with_token.extend(["--admin-token", "t"]);
+        assert!(Config::resolve(opts(&with_token)).is_ok());
+        let mut insecure = public.to_vec();
+        insecure.push("--admin-insecure");
+        assert!(Config::resolve(opts(&insecure)).unwrap().admin_insecure);
+        let c = Config::resolve(opts(&["--upstream-login", "a"])).unwrap();
+        assert!(c.admin_token.is_none() && c.admin_listen.ip().is_loopback());
+        assert_eq!(c.upstream.deny_logins, ["guest"]);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+        let off =
+            Config::resolve(opts(&["--upstream-login", "a", "--idle-timeout", "0s"])).unwrap();
+        assert_eq!(off.idle_timeout, None);
+    }
+
+    #[test]
     fn secrets_never_print() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "*** ***");

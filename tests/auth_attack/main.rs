@@ -321,6 +321,16 @@ async fn cross_origin_admin_requests_are_refused() {
             "{head} started a trace"
         );
     }
+    let refused = |reason: &str| {
+        let f = gw.ctx.metrics.families();
+        f.admin_refused.with_label_values(&[reason]).get()
+    };
+    let counted = ["unauthorized", "origin", "host", "content_type"].map(refused);
+    assert_eq!(
+        counted,
+        [1, 1, 2, 1],
+        "each refusal counted with its reason"
+    );
     let ok = format!("POST /trace HTTP/1.1\r\n{host}\r\nAuthorization: Bearer adm1n\r\nContent-Type: application/json");
     assert_eq!(admin(&gw, &ok, trace).await, 200);
     assert!(gw.ctx.metrics.tracer().is_active());
