@@ -248,8 +248,10 @@ async fn drive<R: ClientRx, T: ClientTx>(
         Ok(up) => up,
         Err(end) => return (end, Version::V1_0),
     };
-    // Authenticated: the configured frame limits apply from the next frame on.
+    // Authenticated: the configured frame limits apply from the next frame on, and the
+    // transport's own pre-authentication bound goes.
     client.decoder.set_limits(ctx.config.limits);
+    client.rx.authenticated();
     let version = upstream.version;
     let identity = client.identity.clone();
     let end = tokio::select! {

@@ -12,11 +12,13 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::SinkExt;
 use jsonwebtoken::Algorithm;
 use policy_common::{fast_hash, sign_hs, TempDir};
 use stompgate::config::Secret;
 use stompgate::policy::{hash_password, UpstreamIdentity};
 use support::*;
+use tokio_tungstenite::tungstenite::Message;
 
 /// One user line of a users file.
 fn user(name: &str, hash: &str) -> String {
@@ -74,6 +76,7 @@ async fn parallel_wrong_logins_hold_to_the_burst_in_bounded_memory() {
         "60s",
     ])
     .await;
+    let addr = gw.addr;
     // What an unauthenticated connection costs: open many on the fresh gateway, send nothing.
     let before = gw.status_kib("VmRSS");
     let mut idle = Vec::with_capacity(IDLE);
@@ -87,13 +90,35 @@ async fn parallel_wrong_logins_hold_to_the_burst_in_bounded_memory() {
     assert!(per_conn <= 64.0 * 1024.0, "{per_conn:.0} bytes each");
     drop(idle);
 
+    // 50 clients each sending a 4 MiB CONNECT: each is cut off after 64 KiB.
+    let before = gw.status_kib("VmRSS");
+    let big: Vec<_> = (0..50)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut ws = open_ws(addr).await;
+                let body = "b".repeat(4 << 20);
+                let _ = ws
+                    .send(Message::text(format!("CONNECT\nlogin:x\n\n{body}\0")))
+                    .await;
+                next_frame(&mut ws).await.unwrap_or_default()
+            })
+        })
+        .collect();
+    for t in big {
+        let answer = t.await.unwrap();
+        assert_error(&answer, "too much data before the CONNECT was accepted");
+    }
+    let peak = gw.status_kib("VmHWM");
+    let growth_mib = peak.saturating_sub(before) as f64 / 1024.0;
+    println!("50 clients sending 4 MiB CONNECTs: RSS {before} KiB before, peak {peak} KiB ({growth_mib:.1} MiB)");
+    assert!(growth_mib <= 32.0, "RSS grew {growth_mib:.1} MiB");
+
     let before = gw.status_kib("VmRSS");
     let (mut ws, answer) = connect_answer(gw.addr, &connect("bob", bob_pw, "0,0")).await;
     assert!(answer.starts_with("CONNECTED"), "{answer}");
     send(&mut ws, "DISCONNECT\n\n\0").await;
     await_close(&mut ws).await;
 
-    let addr = gw.addr;
     let tasks: Vec<_> = (0..GUESSES)
         .map(|_| {
             tokio::spawn(async move {
@@ -161,16 +186,23 @@ async fn unauthenticated_connections_are_capped_per_address() {
         .starts_with("CONNECTED"));
     let (_ws, answer) = connect_answer(gw.addr, &connect("x", "y", "0,0")).await;
     assert!(answer.starts_with("CONNECTED"), "{answer}");
-    // A CONNECT with 100 KiB of headers is refused while it streams in, before the broker.
+    // A CONNECT with 40 KiB of headers (over the 24 KiB allowed before login) is refused.
     let big = format!(
         "CONNECT\naccept-version:1.2\nx-padding:{}\n\n\0",
-        "p".repeat(100 * 1024)
+        "p".repeat(40 * 1024)
     );
     let (_ws, answer) = connect_answer(gw.addr, &big).await;
     assert!(answer.starts_with("ERROR"), "{answer}");
     assert!(header(&answer, "message")
         .unwrap()
         .starts_with("malformed frame"));
+    // One 1 MiB WebSocket message: the socket stops being read past 64 KiB, long before the
+    // message is whole (the codec would otherwise buffer all of it).
+    let mut ws = open_ws(gw.addr).await;
+    let huge = format!("CONNECT\naccept-version:1.2\n\n{}", "b".repeat(1 << 20));
+    let _ = ws.send(Message::text(huge)).await;
+    let answer = next_frame(&mut ws).await.expect("an ERROR");
+    assert_error(&answer, "too much data before the CONNECT was accepted");
     broker.await_connections(2).await;
     drop(waiting);
 }
