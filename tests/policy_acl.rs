@@ -262,7 +262,11 @@ fn mapping_by_user_role_template_and_default() {
 fn passthrough_forwards_client_values_and_fallback_applies_without_mapping() {
     let dir = TempDir::new();
     let p = dir.policy("[[auth]]\ntype = \"passthrough\"\n");
-    let c = connect(&[("login", "legacy"), ("passcode", "legacy-pw"), ("host", "/")]);
+    let c = connect(&[
+        ("login", "legacy"),
+        ("passcode", "legacy-pw"),
+        ("host", "/"),
+    ]);
     let who = p.authenticate(&c, &meta()).unwrap();
     let up = p.upstream_for(&who, &c).unwrap();
     assert_eq!(up.login.as_deref(), Some("legacy"));

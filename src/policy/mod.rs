@@ -6,7 +6,7 @@
 //! 1. `limiter.try_take(peer_ip, &claimed_user(..), now)?` ([`LoginLimiter`], kept by the
 //!    server behind a mutex): the attempt is paid for before any credential is checked;
 //! 2. `let policy = handle.current();` ([`PolicyHandle`]), then
-//!    `policy.authenticate(&connect, &meta)` **under `spawn_blocking`** and a small
+//!    `policy.authenticate(&connect, &meta)` **off the async runtime**, under a small
 //!    concurrency bound (argon2 is slow and memory-hungry on purpose); on `Ok`:
 //!    `limiter.give_back(..)`; on `Err(e)`: `ERROR` with `message: e` and metric label
 //!    `e.reason()`, close;

@@ -19,8 +19,8 @@ use crate::transport::ClientMeta;
 /// A loaded policy. Immutable: a reload builds a new one (see [`super::PolicyHandle`]).
 ///
 /// [`Policy::authenticate`] may verify an argon2 or bcrypt hash, which takes tens of
-/// milliseconds of CPU on purpose: call it from `tokio::task::spawn_blocking`, never directly
-/// on the async runtime. The other methods are cheap.
+/// milliseconds of CPU and ~19 MiB on purpose: call it off the async runtime, on a bounded set
+/// of threads (the relay's `VerifyPool`). The other methods are cheap.
 pub struct Policy {
     path: PathBuf,
     backends: Vec<Backend>,
@@ -123,8 +123,8 @@ impl Policy {
     }
 
     /// Authenticates a CONNECT (or STOMP) frame plus what the upgrade request showed. The
-    /// first backend that accepts wins. CPU-heavy: run under `spawn_blocking`. The caller
-    /// checks and feeds the [`super::LoginLimiter`] around it.
+    /// first backend that accepts wins. CPU-heavy: run it off the async runtime. The caller
+    /// takes a [`super::LoginLimiter`] token before and gives it back on success.
     pub fn authenticate(&self, connect: &Frame, meta: &ClientMeta) -> Result<Identity, AuthError> {
         authenticate_chain(&self.backends, connect, meta)
     }

@@ -1,8 +1,9 @@
 //! Static users: a TOML users file with argon2id (or imported bcrypt) password hashes, and the
 //! hashing behind `stompgate hash-password`.
 //!
-//! Verification is deliberately slow (that is the point of argon2): callers on an async
-//! runtime must run [`super::Policy::authenticate`] under `tokio::task::spawn_blocking`.
+//! Verification is deliberately slow and memory-hungry (that is the point of argon2): callers
+//! on an async runtime must run [`super::Policy::authenticate`] off it — the relay uses a few
+//! threads of its own (`relay::VerifyPool`), each reusing one argon2 working memory.
 
 use std::collections::HashMap;
 use std::fmt;
