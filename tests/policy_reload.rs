@@ -322,3 +322,46 @@ fn no_secret_in_errors_debug_or_logs() {
         }
     }
 }
+
+#[test]
+fn a_reloaded_policy_tells_which_live_identities_it_no_longer_accepts() {
+    use stompgate::policy::{AuthSource, Identity, Revoked};
+    let dir = TempDir::new();
+    dir.write(
+        "users.toml",
+        users_toml(&[("alice", "pw", &[], ""), ("bob", "pw", &[], "")]),
+    );
+    let id = |user: &str, source| Identity::new(user, vec![], source);
+    let alice = id("alice", AuthSource::Static);
+    let cert = id("CN=sensor-1", AuthSource::ClientCert);
+    let legacy = id("legacy", AuthSource::Passthrough);
+    let token = id("carol", AuthSource::Jwt);
+    let before = dir.policy(
+        "[[auth]]\ntype = \"static\"\nusers_file = \"users.toml\"\n\
+         [[auth]]\ntype = \"client-cert\"\nallowed = [\"CN=sensor-1\"]\n\
+         [[auth]]\ntype = \"passthrough\"\n",
+    );
+    for who in [&alice, &cert, &legacy] {
+        assert_eq!(before.revocation(who), None, "{}", who.user);
+    }
+    assert_eq!(
+        before.revocation(&token),
+        Some(Revoked::NoLongerAccepted),
+        "no jwt backend"
+    );
+    dir.write("users.toml", users_toml(&[("bob", "pw", &[], "")]));
+    let after = dir.policy(
+        "[[auth]]\ntype = \"static\"\nusers_file = \"users.toml\"\n\
+         [[auth]]\ntype = \"client-cert\"\nallowed = [\"CN=sensor-2\"]\n\
+         [[auth]]\ntype = \"passthrough\"\ndeny_logins = [\"guest\", \"legacy\"]\n",
+    );
+    assert_eq!(after.revocation(&alice), Some(Revoked::UserRemoved));
+    assert_eq!(after.revocation(&id("bob", AuthSource::Static)), None);
+    assert_eq!(after.revocation(&cert), Some(Revoked::NoLongerAccepted));
+    assert_eq!(after.revocation(&legacy), Some(Revoked::NoLongerAccepted));
+    // The same user name from another kind of backend is not the static user.
+    assert_eq!(
+        after.revocation(&id("bob", AuthSource::HttpBasic)),
+        Some(Revoked::NoLongerAccepted)
+    );
+}
