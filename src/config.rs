@@ -401,11 +401,11 @@ impl Options {
             tls_client_auth, log_format, log,
         );
         merge_fields!(self, file;
-            metrics_per_connection, metrics_per_connection_cap, trusted_proxies,
-        );
-        merge_fields!(self, file;
             max_pending_per_address, idle_timeout, passthrough_deny_logins, admin_insecure,
             admin_allowed_hosts, admin_allowed_origins,
+        );
+        merge_fields!(self, file;
+            metrics_per_connection, metrics_per_connection_cap, trusted_proxies,
         );
         self
     }
@@ -853,6 +853,26 @@ mod tests {
     }
 
     #[test]
+    fn a_public_admin_listener_needs_a_token_or_admin_insecure() {
+        let public = ["--upstream-login", "a", "--admin-listen", "0.0.0.0:8081"];
+        let e = Config::resolve(opts(&public)).unwrap_err();
+        assert_eq!(e.field, "admin_token");
+        let mut with_token = public.to_vec();
+        with_token.extend(["--admin-token", "t"]);
+        assert!(Config::resolve(opts(&with_token)).is_ok());
+        let mut insecure = public.to_vec();
+        insecure.push("--admin-insecure");
+        assert!(Config::resolve(opts(&insecure)).unwrap().admin_insecure);
+        let c = Config::resolve(opts(&["--upstream-login", "a"])).unwrap();
+        assert!(c.admin_token.is_none() && c.admin_listen.ip().is_loopback());
+        assert_eq!(c.upstream.deny_logins, ["guest"]);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+        let off =
+            Config::resolve(opts(&["--upstream-login", "a", "--idle-timeout", "0s"])).unwrap();
+        assert_eq!(off.idle_timeout, None);
+    }
+
+    #[test]
     fn flags_override_file_and_file_overrides_defaults() {
         let file: Options = toml::from_str("listen = \"127.0.0.1:9000\"\nws_path = \"/stomp\"\nupstream_login = \"f\"\nconnect_timeout = \"3s\"").unwrap();
         let c = Config::resolve(opts(&["--listen", "127.0.0.1:9001"]).merge(file)).unwrap();
@@ -875,26 +895,6 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(e.field, "sockjs_disable");
-    }
-
-    #[test]
-    fn a_public_admin_listener_needs_a_token_or_admin_insecure() {
-        let public = ["--upstream-login", "a", "--admin-listen", "0.0.0.0:8081"];
-        let e = Config::resolve(opts(&public)).unwrap_err();
-        assert_eq!(e.field, "admin_token");
-        let mut with_token = public.to_vec();
-        with_token.extend(["--admin-token", "t"]);
-        assert!(Config::resolve(opts(&with_token)).is_ok());
-        let mut insecure = public.to_vec();
-        insecure.push("--admin-insecure");
-        assert!(Config::resolve(opts(&insecure)).unwrap().admin_insecure);
-        let c = Config::resolve(opts(&["--upstream-login", "a"])).unwrap();
-        assert!(c.admin_token.is_none() && c.admin_listen.ip().is_loopback());
-        assert_eq!(c.upstream.deny_logins, ["guest"]);
-        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
-        let off =
-            Config::resolve(opts(&["--upstream-login", "a", "--idle-timeout", "0s"])).unwrap();
-        assert_eq!(off.idle_timeout, None);
     }
 
     #[test]
