@@ -19,8 +19,8 @@
 //! Web pages the operator visits can send requests to the admin port too (a `text/plain`
 //! POST needs no CORS preflight), and DNS rebinding can even read the answers. So:
 //!
-//! - every request's `Host` must be an IP address, `localhost`, or a name in
-//!   `admin_allowed_hosts` (else 403): a rebound attacker's domain name never is;
+//! - every request's `Host` must be an IP address, a single-label name (`localhost`), or a name
+//!   in `admin_allowed_hosts` (else 403): a rebound attacker's domain name never is;
 //! - a state-changing request (`POST /trace`, `DELETE /trace`, `DELETE /connections/{id}`)
 //!   needs the token — with no `admin_token` configured they are refused (403) —, a
 //!   `Content-Type: application/json` (else 415: a browser cannot send that cross-origin
@@ -361,8 +361,10 @@ fn check_state_change<B>(
     None
 }
 
-/// Whether the `Host` header names this API: an IP address (any port), `localhost`, or one of
-/// `admin_allowed_hosts` (with or without the port). No `Host` (not a browser) passes.
+/// Whether the `Host` header names this API: an IP address (any port), a single-label name
+/// (`localhost`, a Kubernetes service's short name), or one of `admin_allowed_hosts` (with or
+/// without the port). No `Host` (not a browser) passes. A rebinding page is reached through a
+/// public name of the attacker's, which always has a dot.
 fn host_allowed(headers: &http::HeaderMap, state: &AdminState) -> bool {
     let Some(host) = headers.get(http::header::HOST) else {
         return true;
@@ -372,7 +374,7 @@ fn host_allowed(headers: &http::HeaderMap, state: &AdminState) -> bool {
     };
     let name = host_name(host);
     name.parse::<std::net::IpAddr>().is_ok()
-        || name.eq_ignore_ascii_case("localhost")
+        || (!name.is_empty() && !name.contains('.'))
         || state
             .config
             .admin_allowed_hosts
@@ -547,6 +549,7 @@ mod tests {
             "10.1.2.3",
             "[::1]:8081",
             "localhost:8081",
+            "stompgate-admin:8081",
             "stompgate-admin.internal:8081",
         ] {
             assert!(ok(good), "{good}");
@@ -556,6 +559,8 @@ mod tests {
             "evil.example:8081",
             "127.0.0.1.evil.example",
             "localhost.evil.example",
+            "evil.example.:8081",
+            ":8081",
         ] {
             assert!(!ok(bad), "{bad}");
         }

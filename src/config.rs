@@ -354,8 +354,8 @@ pub struct Options {
     #[arg(long, env = "STOMPGATE_ADMIN_INSECURE", num_args = 0..=1, default_missing_value = "true")]
     pub admin_insecure: Option<bool>,
 
-    /// `Host` names the admin API answers besides IP addresses and `localhost` (against DNS
-    /// rebinding). Default: none.
+    /// `Host` names the admin API answers besides IP addresses and names without a dot
+    /// (against DNS rebinding). Default: none.
     #[arg(
         long = "admin-allowed-host",
         env = "STOMPGATE_ADMIN_ALLOWED_HOSTS",
