@@ -1,12 +1,13 @@
 //! The CONNECT policy step: who the client is, which broker identity and vhost it becomes
 //! (invariant 2), and the per-frame destination ACL of the Connected state.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::{info, warn};
 
 use super::{End, RelayContext};
-use crate::policy::{claimed_user, rewrite_connect, AuthError, Identity};
+use crate::policy::{claimed_user, rewrite_connect, AuthError, Identity, Policy};
 use crate::stomp::Frame;
 use crate::transport::ClientMeta;
 
@@ -44,18 +45,34 @@ pub(super) async fn authorize(
             "ambiguous CONNECT: repeated `{name}` header"
         )));
     }
-    let ip = meta.peer.ip();
     let policy = handle.current();
-    let user = claimed_user(connect, meta);
-    let taken = {
+    let identity = check_credentials(ctx, &policy, connect, meta)
+        .await
+        .map_err(|e| refused_login(ctx, meta.peer.ip(), e, refuse))?;
+    let upstream = policy.upstream_for(&identity, connect).map_err(|e| {
+        warn!(user = %identity.user, cause = %e, "no broker identity for this user");
+        refuse("access refused: no broker mapping for this identity".into())
+    })?;
+    rewrite_connect(connect, &upstream);
+    info!(user = %identity.user, broker_user = upstream.login.as_deref().unwrap_or(""), vhost = upstream.host.as_deref().unwrap_or(""), "authenticated");
+    Ok(Some(identity))
+}
+
+/// The limiter and the credential check: a token is taken before the check (so parallel
+/// attempts cannot outrun the limit) and given back when the login succeeds, or when it was
+/// never checked (the verify queue was full).
+async fn check_credentials(
+    ctx: &RelayContext,
+    policy: &Arc<Policy>,
+    connect: &Frame,
+    meta: &ClientMeta,
+) -> Result<Identity, AuthError> {
+    let (ip, user) = (meta.peer.ip(), claimed_user(connect, meta));
+    {
         let mut limiter = lock(ctx);
         // `[login_limit]` may have changed in a reload since the limiter was made.
         limiter.set_settings(policy.login_limit());
-        // Paid before the check, so parallel attempts cannot outrun the limit.
-        limiter.try_take(ip, &user, Instant::now())
-    };
-    if let Err(e) = taken {
-        return Err(refused_login(ctx, ip, e, refuse));
+        limiter.try_take(ip, &user, Instant::now())?;
     }
     let (frame, meta_owned, checker) = (connect.clone(), meta.clone(), policy.clone());
     // Password hashes are slow and memory-hungry on purpose: a few threads of their own.
@@ -66,26 +83,10 @@ pub(super) async fn authorize(
             .and_then(|v| v),
         None => Err(AuthError::Busy),
     };
-    let identity = match verdict {
-        Ok(id) => {
-            lock(ctx).give_back(ip, &user, Instant::now());
-            id
-        }
-        Err(e) => {
-            if e == AuthError::Busy {
-                // Nothing was checked: the attempt is not the client's to pay for.
-                lock(ctx).give_back(ip, &user, Instant::now());
-            }
-            return Err(refused_login(ctx, ip, e, refuse));
-        }
-    };
-    let upstream = policy.upstream_for(&identity, connect).map_err(|e| {
-        warn!(user = %identity.user, cause = %e, "no broker identity for this user");
-        refuse("access refused: no broker mapping for this identity".into())
-    })?;
-    rewrite_connect(connect, &upstream);
-    info!(user = %identity.user, broker_user = upstream.login.as_deref().unwrap_or(""), vhost = upstream.host.as_deref().unwrap_or(""), "authenticated");
-    Ok(Some(identity))
+    if matches!(verdict, Ok(_) | Err(AuthError::Busy)) {
+        lock(ctx).give_back(ip, &user, Instant::now());
+    }
+    verdict
 }
 
 /// Without a policy: the static broker identity, or pass-through of the client's own login
