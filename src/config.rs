@@ -332,6 +332,12 @@ pub struct Options {
     #[arg(long, env = "STOMPGATE_MAX_PENDING_PER_ADDRESS")]
     pub max_pending_per_address: Option<usize>,
 
+    /// Threads that check passwords (with `--policy`); eight more checks per thread may wait,
+    /// later logins are refused as busy. Each holds one argon2id working memory (~19 MiB with
+    /// the default parameters). Default: the CPU count, at most 8.
+    #[arg(long, env = "STOMPGATE_LOGIN_THREADS")]
+    pub login_threads: Option<usize>,
+
     /// A session that negotiated no client heart-beats is closed after this long without a
     /// byte from the client (a frame or a heart-beat EOL), so an abandoned socket cannot hold a
     /// broker connection forever. `0s` switches it off. Default `300s`: stomp.js negotiates
@@ -402,7 +408,7 @@ impl Options {
         );
         merge_fields!(self, file;
             max_pending_per_address, idle_timeout, passthrough_deny_logins, admin_insecure,
-            admin_allowed_hosts, admin_allowed_origins,
+            admin_allowed_hosts, admin_allowed_origins, login_threads,
         );
         merge_fields!(self, file;
             metrics_per_connection, metrics_per_connection_cap, trusted_proxies,
@@ -566,6 +572,8 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Unauthenticated connections per client address (0: no limit).
     pub max_pending_per_address: usize,
+    /// Threads that check passwords (at least 1).
+    pub login_threads: usize,
     /// Idle limit for sessions without client heart-beats (`None`: off).
     pub idle_timeout: Option<Duration>,
     /// Admin API reachable beyond loopback without a token, on purpose.
@@ -781,6 +789,10 @@ impl Config {
             metrics_per_connection_cap: o.metrics_per_connection_cap.unwrap_or(100),
             trusted_proxies: o.trusted_proxies.unwrap_or_default(),
             max_pending_per_address: o.max_pending_per_address.unwrap_or(256),
+            login_threads: o
+                .login_threads
+                .unwrap_or_else(default_login_threads)
+                .clamp(1, MAX_LOGIN_THREADS),
             idle_timeout: Some(o.idle_timeout.unwrap_or(Duration::from_secs(300)))
                 .filter(|d| !d.is_zero()),
             admin_insecure,
@@ -801,6 +813,17 @@ impl Config {
         };
         Config::resolve(o).expect("test configuration is valid")
     }
+}
+
+/// Most password-checking threads (`login_threads`).
+const MAX_LOGIN_THREADS: usize = 64;
+
+/// One password-checking thread per CPU the process may use, at most 8: more would only
+/// queue inside the CPU, and each holds an argon2 working memory.
+fn default_login_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(8)
 }
 
 /// Most connection threads `worker_threads` accepts.

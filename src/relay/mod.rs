@@ -136,7 +136,7 @@ impl RelayContext {
             .map(Arc::new);
         let verify = policy
             .as_ref()
-            .map(|_| VerifyPool::for_this_machine())
+            .map(|_| VerifyPool::with_threads(config.login_threads))
             .transpose()
             .map_err(ContextError::Threads)?;
         Ok(Arc::new(RelayContext {

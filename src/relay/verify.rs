@@ -2,11 +2,11 @@
 //! queue in front of them.
 //!
 //! An argon2id check holds ~19 MiB for tens of milliseconds on purpose. Run on tokio's blocking
-//! pool (up to 512 threads), a burst of logins would check hundreds at once and leave each
-//! thread's allocator arena holding its 19 MiB afterwards. Here at most `threads` checks run at
-//! once (about the CPU count: more would only queue inside the CPU), always on the same
-//! threads, so the memory they hold is bounded by `threads` × one hash; at most `queue` more
-//! wait, and a login beyond that is refused at once with
+//! pool (up to 512 threads), a burst of logins would check hundreds at once, each with memory
+//! of its own. Here at most `threads` checks run at once (`login_threads`, the CPU count by
+//! default: more would only queue inside the CPU), always on the same threads, each reusing
+//! one working memory (see `policy::users`), so what they hold is bounded by `threads` × one
+//! hash; at most `queue` more wait, and a login beyond that is refused at once with
 //! `authentication failed: server busy, try again later` instead of queueing without bound.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::policy::AuthError;
+
+/// Checks that may wait per checking thread before logins are refused as busy.
+pub const QUEUED_PER_THREAD: usize = 8;
 
 /// Longest a login waits for its check (queue plus the check itself) before it is refused.
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,10 +46,9 @@ impl VerifyPool {
         Ok(VerifyPool { jobs, threads })
     }
 
-    /// Threads and queue sized for this machine: one thread per CPU, eight waiting per thread.
-    pub fn for_this_machine() -> std::io::Result<Self> {
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        VerifyPool::new(cpus, cpus * 8)
+    /// `threads` checking threads with eight waiting checks per thread (`login_threads`).
+    pub fn with_threads(threads: usize) -> std::io::Result<Self> {
+        VerifyPool::new(threads, threads.max(1) * QUEUED_PER_THREAD)
     }
 
     /// How many checks run at once at most.

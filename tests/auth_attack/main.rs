@@ -74,6 +74,9 @@ async fn parallel_wrong_logins_hold_to_the_burst_in_bounded_memory() {
         "5000",
         "--connect-timeout",
         "60s",
+        // Two argon2 working memories (~19 MiB each), whatever this machine's CPU count.
+        "--login-threads",
+        "2",
     ])
     .await;
     let addr = gw.addr;
