@@ -19,6 +19,9 @@ use crate::common::{rabbitmq, BROKER_LOGIN, BROKER_PASSCODE};
 use crate::policy_common::TempDir;
 
 pub const WAIT: Duration = Duration::from_secs(10);
+/// How long the management API may take to list a new queue with its consumers: its statistics
+/// are collected every 5 s, and a busy node can be a few rounds behind.
+pub const MANAGEMENT_WAIT: Duration = Duration::from_secs(30);
 pub const APP: &str = "http://app.test";
 
 /// A running gateway, stopped on drop.
@@ -122,8 +125,9 @@ pub async fn queue_consumers(queue: &str) -> u64 {
     let path = format!("GET /api/queues/%2F/{queue}");
     // guest:guest
     let auth = [("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")];
-    // The count comes with the queue's statistics (every few seconds): wait for a non-zero one.
-    let deadline = Instant::now() + WAIT;
+    // The count comes with the queue's statistics (every few seconds, later on a loaded
+    // machine): wait for a non-zero one.
+    let deadline = Instant::now() + MANAGEMENT_WAIT;
     loop {
         // The management database may not know a queue this new yet (404).
         let (status, body) = http("127.0.0.1", mgmt, &path, &auth, "").await;
