@@ -78,6 +78,11 @@ fn upgrade(
         Ok((resp, pending)) => {
             tokio::spawn(async move {
                 if let Ok(stream) = pending.finish().await {
+                    // No login here: lift the gateway's pre-authentication read limit, as the
+                    // relay does once a CONNECT passes, so the large-message cases run.
+                    if let Some(limit) = stream.get_ref().read_limit() {
+                        limit.lift();
+                    }
                     echo(stream).await;
                 }
             });
