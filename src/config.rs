@@ -325,6 +325,12 @@ pub struct Options {
     /// for the client address in logs and `/connections`. Default: none (the TCP peer).
     #[arg(long, env = "STOMPGATE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+
+    /// Broker dialect for policy checks: `rabbitmq`, `activemq` or `generic` (destination
+    /// grammar and guarded headers). Default: from CONNECTED's `server` header, `generic` when
+    /// it names neither.
+    #[arg(long, env = "STOMPGATE_BROKER", value_enum)]
+    pub broker: Option<crate::policy::Dialect>,
 }
 
 /// Tools built into the binary.
@@ -357,6 +363,7 @@ impl Options {
         merge_fields!(self, file;
             metrics_per_connection, metrics_per_connection_cap, trusted_proxies,
         );
+        merge_fields!(self, file; broker);
         self
     }
 
@@ -512,6 +519,8 @@ pub struct Config {
     pub metrics_per_connection_cap: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Broker dialect for policy checks (`None`: detected per session from CONNECTED).
+    pub broker: Option<crate::policy::Dialect>,
 }
 
 const SOCKJS_TRANSPORTS: [&str; 6] = [
@@ -704,6 +713,7 @@ impl Config {
             metrics_per_connection: o.metrics_per_connection.unwrap_or(false),
             metrics_per_connection_cap: o.metrics_per_connection_cap.unwrap_or(100),
             trusted_proxies: o.trusted_proxies.unwrap_or_default(),
+            broker: o.broker,
         })
     }
 
@@ -807,5 +817,21 @@ mod tests {
         ]))
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn broker_dialect_from_flag_and_file() {
+        use crate::policy::Dialect;
+        let base = ["--upstream-login", "a"];
+        let c = Config::resolve(opts(&base)).unwrap();
+        assert_eq!(c.broker, None, "detected per session when unset");
+        let mut args = base.to_vec();
+        args.extend(["--broker", "activemq"]);
+        let c = Config::resolve(opts(&args)).unwrap();
+        assert_eq!(c.broker, Some(Dialect::ActiveMq));
+        let file: Options = toml::from_str("broker = \"rabbitmq\"").unwrap();
+        let c = Config::resolve(opts(&base).merge(file)).unwrap();
+        assert_eq!(c.broker, Some(Dialect::RabbitMq));
+        assert!(toml::from_str::<Options>("broker = \"kafka\"").is_err());
     }
 }

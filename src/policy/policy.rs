@@ -167,6 +167,19 @@ impl Policy {
         self.acl.check_raw(id, command, destination)
     }
 
+    /// The whole per-frame check of the Connected state under the broker's `dialect`: the
+    /// destination (found, and refused when repeated, by the caller) read with the dialect's
+    /// grammar, and the headers that reach other broker resources.
+    pub fn check_client_frame(
+        &self,
+        id: &Identity,
+        frame: &Frame,
+        destination: Option<&[u8]>,
+        dialect: super::Dialect,
+    ) -> Result<(), Denied> {
+        self.acl.check_client_frame(id, frame, destination, dialect)
+    }
+
     /// Whether an upgrade's `Origin` passes the policy's `allowed_origins` (exact match,
     /// ASCII case-insensitive, or `*`). No list in the policy, or no `Origin` header (not a
     /// browser), passes; `Config.allowed_origins` is checked separately by the transport.

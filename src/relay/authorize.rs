@@ -6,7 +6,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::{End, RelayContext};
-use crate::policy::{rewrite_connect, Identity};
+use crate::policy::{rewrite_connect, Dialect, Identity};
 use crate::stomp::Frame;
 use crate::transport::ClientMeta;
 
@@ -101,12 +101,13 @@ fn lock(ctx: &RelayContext) -> std::sync::MutexGuard<'_, crate::policy::LoginLim
     ctx.limiter.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The destination ACL for one client frame of the Connected state (its `destination`, found
-/// and checked for repeats by the caller), with the policy in force now and the identity the
-/// session connected with.
+/// The ACL for one client frame of the Connected state (its `destination`, found and checked
+/// for repeats by the caller; its guarded headers), with the policy in force now, the identity
+/// the session connected with and the broker's dialect.
 pub(super) fn check_acl(
     ctx: &RelayContext,
     identity: Option<&Identity>,
+    dialect: Dialect,
     frame: &Frame,
     destination: Option<&[u8]>,
 ) -> Result<(), End> {
@@ -115,7 +116,7 @@ pub(super) fn check_acl(
     };
     handle
         .peek()
-        .check_destination(id, frame.command, destination)
+        .check_client_frame(id, frame, destination, dialect)
         .map_err(|denied| End::Refused {
             message: denied.to_string(),
             receipt: frame.header_value("receipt"),

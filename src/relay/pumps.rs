@@ -15,7 +15,7 @@ use super::authorize::check_acl;
 use super::handshake::{frame_bytes, Upstream, BROKER_READ_BYTES};
 use super::{ClientSide, End, RelayContext};
 use crate::metrics::{Direction, FrameTally, SessionRecorder};
-use crate::policy::Identity;
+use crate::policy::{Dialect, Identity};
 use crate::stomp::{encode, Command, Frame, Item, Version};
 use crate::transport::{ClientRx, ClientTx};
 
@@ -226,7 +226,8 @@ fn decode_client_batch<R>(
             Ok(Some(Item::Frame(f))) => f,
             Err(e) => return Batch::End(End::Malformed(e)),
         };
-        if let Err(end) = check_client_frame(ctx, client.identity.as_ref(), &frame) {
+        if let Err(end) = check_client_frame(ctx, client.identity.as_ref(), client.dialect, &frame)
+        {
             return Batch::End(end);
         }
         let before = out.len();
@@ -242,6 +243,7 @@ fn decode_client_batch<R>(
 fn check_client_frame(
     ctx: &RelayContext,
     identity: Option<&Identity>,
+    dialect: Dialect,
     frame: &Frame,
 ) -> Result<(), End> {
     let receipt = || frame.header_value("receipt");
@@ -267,7 +269,7 @@ fn check_client_frame(
             receipt(),
         ));
     }
-    check_acl(ctx, identity, frame, destination)
+    check_acl(ctx, identity, dialect, frame, destination)
 }
 
 fn append_frame(frame: &Frame, version: Version, out: &mut Outgoing) {

@@ -277,6 +277,21 @@ impl Frame {
         self.list_mut();
     }
 
+    /// Calls `f` with every header's `(name, value)`, in wire order, repeats included, values
+    /// unescaped; stops at the first error. A decoded frame that needed no unescaping is read
+    /// in place, without building a header list (the relay's per-frame header checks).
+    pub fn try_for_each_header<'a, E>(
+        &'a self,
+        mut f: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match &self.headers {
+            Headers::Wire(w) if w.escapes.is_none() => {
+                wire_lines(&self.raw_bytes()[w.start..w.end]).try_for_each(|(n, v)| f(n, v))
+            }
+            _ => self.headers().iter().try_for_each(|h| f(&h.name, &h.value)),
+        }
+    }
+
     /// The header list, built if need be, to be changed: the raw bytes no longer match.
     fn list_mut(&mut self) -> &mut Vec<Header> {
         if let Headers::Wire(w) = &mut self.headers {
