@@ -7,14 +7,16 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::authorize::authorize;
+use super::end::error_frame;
 use super::{ClientSide, End, RelayContext};
 use crate::metrics::Direction;
 use crate::policy::Dialect;
 use crate::stomp::{
-    encode, negotiate_heartbeat, parse_heartbeat, Command, Decoder, Frame, HeartBeat, Item, Version,
+    check_connect_header, encode, negotiate_heartbeat, parse_heartbeat, Command, Decoder, Frame,
+    HeartBeat, Item, Version,
 };
 use crate::transport::{ClientRx, ClientTx};
 use crate::upstream::{self, BrokerStream, UpstreamError};
@@ -23,6 +25,11 @@ use crate::upstream::{self, BrokerStream, UpstreamError};
 const HEARTBEAT_GRACE_FACTOR: u32 = 2;
 /// Flat slack added to every heart-beat deadline (network jitter, timer granularity).
 const HEARTBEAT_SLACK: Duration = Duration::from_secs(1);
+/// What the page is told when the broker refuses the gateway's CONNECT: the broker's own words
+/// name the broker identity (`Access refused for user 'stompgate'`), so they go to the log only.
+pub(super) const BROKER_REFUSED_LOGIN: &str = "broker refused the gateway's login";
+/// Most bytes of the broker's refusal kept in the log line.
+const LOGGED_REFUSAL_BYTES: usize = 512;
 /// Initial (and smallest) broker read: small, so idle sessions stay cheap; the pump grows it
 /// while reads keep filling it.
 pub(super) const BROKER_READ_BYTES: usize = 1024;
@@ -47,6 +54,7 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
 ) -> Result<Upstream, End> {
     let deadline = Instant::now() + ctx.config.connect_timeout;
     let mut connect = read_connect(client, deadline).await?;
+    let original = connect.clone();
     let client_hb = connect
         .header("heart-beat")
         .map(|v| parse_heartbeat(v).ok_or_else(|| End::protocol("invalid heart-beat header", None)))
@@ -54,6 +62,7 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
         .unwrap_or_default();
     let stats = client.rec.stats().clone();
     let identity = authorize(ctx, &client.meta, &mut connect).await?;
+    check_forwarded_connect(&original, &connect)?;
     stats.update_facts(|f| {
         f.user = match &identity {
             Some(id) => Some(id.user.clone()),
@@ -83,8 +92,11 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
     let connected = match connected {
         Ok(f) => f,
         Err(Some(error)) => {
-            // The broker refused (bad credentials, unknown vhost): forward its ERROR as is.
-            let _ = tx.send(frame_bytes(&error, Version::V1_0)).await;
+            // The broker refused (bad credentials, unknown vhost): its words stay in the log.
+            log_broker_refusal(&error);
+            let _ = tx
+                .send(error_frame(BROKER_REFUSED_LOGIN, None, Version::V1_0))
+                .await;
             let _ = tx.flush().await;
             return Err(End::BrokerError);
         }
@@ -125,6 +137,25 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
         client_idle,
         broker_idle,
     })
+}
+
+/// Refuses a CONNECT whose headers the broker would read differently from the gateway (see
+/// [`check_connect_header`]). Only the client's own headers that reach the broker count (what
+/// `forwarded`, the rewritten CONNECT, still has from `original`): the gateway's own `login`,
+/// `passcode` and `host` are not the client's to get wrong.
+fn check_forwarded_connect(original: &Frame, forwarded: &Frame) -> Result<(), End> {
+    let from_client = |h: &crate::stomp::Header| original.headers().contains(h);
+    for h in forwarded.headers().iter().filter(|h| from_client(h)) {
+        check_connect_header(&h.name, &h.value).map_err(End::Malformed)?;
+    }
+    Ok(())
+}
+
+fn log_broker_refusal(error: &Frame) {
+    let message = String::from_utf8_lossy(error.header_bytes("message").unwrap_or_default());
+    let body = error.body();
+    let body = String::from_utf8_lossy(&body[..body.len().min(LOGGED_REFUSAL_BYTES)]);
+    warn!(broker_message = %message, broker_detail = %body.trim(), "broker refused the gateway's CONNECT");
 }
 
 /// How long each side may stay silent: the negotiated interval at which it must send, times the

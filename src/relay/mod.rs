@@ -143,7 +143,7 @@ pub async fn run_session<R: ClientRx, T: ClientTx>(ctx: Arc<RelayContext>, link:
     let mut client = ClientSide {
         rx,
         buf: BytesMut::new(),
-        decoder: Decoder::new(ctx.config.limits),
+        decoder: Decoder::for_client(ctx.config.limits),
         rec,
         meta,
         identity: None,

@@ -10,11 +10,19 @@
 //! Callers must not change the buffer's existing bytes between calls (appending is the point),
 //! and must treat any error as fatal for the stream: the decoder resets, but the stream is no
 //! longer in sync.
+//!
+//! NUL bytes between frames are skipped (consumed without an item), as RabbitMQ and ActiveMQ
+//! skip them. A decoder of client frames ([`Decoder::for_client`]) reads them the way the
+//! brokers will ([`client_rules`](super::client_rules)): `content-length` and a body on SEND
+//! only, no NUL in the headers, and no header the brokers would read differently. A decoder
+//! of broker frames ([`Decoder::new`]) honours `content-length` on every command, as stomp.js
+//! does with what the gateway forwards to it.
 
 use std::ops::Range;
 
 use bytes::{Buf, BytesMut};
 
+use super::client_rules;
 use super::escape::unescape;
 use super::frame::wire_lines;
 use super::{Command, Frame, Version};
@@ -95,6 +103,20 @@ pub enum DecodeError {
     /// The byte after a `content-length` body is not NUL.
     #[error("frame body is longer than its content-length")]
     MissingNul,
+    /// A client frame other than SEND has a body (brokers would read it differently).
+    #[error("a {0} frame may not have a body (only SEND may)")]
+    BodyNotAllowed(&'static str),
+    /// A client frame other than SEND has `content-length` (brokers ignore it there).
+    #[error("content-length is only allowed on SEND, not on {0}")]
+    ContentLengthNotAllowed(&'static str),
+    /// A NUL byte in the command line or the headers of a client frame (it ends the frame
+    /// for some readers, not for others).
+    #[error("NUL byte in the frame's headers")]
+    NulInHeaders,
+    /// A client header the brokers would read differently from the gateway (or from each
+    /// other); the text says which construct.
+    #[error("ambiguous header: {0}")]
+    AmbiguousHeader(&'static str),
 }
 
 impl DecodeError {
@@ -121,10 +143,20 @@ enum Stage {
     Body { start: usize, scanned: usize },
 }
 
+/// Whose frames a decoder reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A client: read as the broker will read what the gateway forwards.
+    Client,
+    /// A broker (or the gateway): `content-length` honoured on every command.
+    Broker,
+}
+
 /// Incremental decoder.
 #[derive(Debug, Clone)]
 pub struct Decoder {
     limits: Limits,
+    origin: Origin,
     version: Version,
     stage: Stage,
     command: Option<Command>,
@@ -135,13 +167,29 @@ pub struct Decoder {
     /// The version whose escapes a header line of this frame used, if any did.
     escapes: Option<Version>,
     content_length: Option<usize>,
+    /// The frame used CR LF: a client frame is handed over without its raw bytes, so that it
+    /// is re-encoded with LF before it is forwarded.
+    crlf: bool,
 }
 
 impl Decoder {
-    /// A decoder with these limits, starting with 1.0 escaping rules until told otherwise.
+    /// A decoder of frames from a broker, with these limits, starting with 1.0 escaping rules
+    /// until told otherwise.
     pub fn new(limits: Limits) -> Self {
+        Decoder::with_origin(limits, Origin::Broker)
+    }
+
+    /// A decoder of frames from a client, read the way RabbitMQ and ActiveMQ read them
+    /// ([`client_rules`](super::client_rules)): every frame it yields is either forwardable
+    /// as its raw bytes or has none (then it must be re-encoded).
+    pub fn for_client(limits: Limits) -> Self {
+        Decoder::with_origin(limits, Origin::Client)
+    }
+
+    fn with_origin(limits: Limits, origin: Origin) -> Self {
         Decoder {
             limits,
+            origin,
             version: Version::V1_0,
             stage: Stage::Idle,
             command: None,
@@ -149,6 +197,7 @@ impl Decoder {
             block: (0, 0),
             escapes: None,
             content_length: None,
+            crlf: false,
         }
     }
 
@@ -192,6 +241,7 @@ impl Decoder {
             self.reset();
         }
         if self.stage == Stage::Idle {
+            skip_nuls(buf);
             match buf.first() {
                 None => return Ok(None),
                 Some(b'\n') => return Ok(Some(take_heartbeat(buf, 1))),
@@ -236,6 +286,7 @@ impl Decoder {
         self.block = (0, 0);
         self.escapes = None;
         self.content_length = None;
+        self.crlf = false;
     }
 
     /// Parses every complete header line in the buffer; true once the blank line was read.
@@ -296,6 +347,10 @@ impl Decoder {
         };
         if line.is_empty() {
             self.block.1 = line.start;
+            if self.origin == Origin::Client {
+                self.crlf =
+                    client_rules::check_head(&window[..next], self.block, command, self.version)?;
+            }
             self.check_escapes(window, command)?;
             let start = next;
             self.stage = Stage::Body {
@@ -329,6 +384,9 @@ impl Decoder {
             .position(|&b| b == b':')
             .ok_or(DecodeError::HeaderWithoutColon)?;
         let (name, value) = (&bytes[..colon], &bytes[colon + 1..]);
+        if self.origin == Origin::Client {
+            client_rules::check_header_name(name, command)?;
+        }
         // No escape sequence unescapes to a letter or a dash, so only a name that is exactly
         // `content-length` on the wire can be one; its value is read unescaped when it has an
         // escape (then `1:` from `1\c`, say, is no number).
@@ -392,6 +450,15 @@ impl Decoder {
         scanned: usize,
     ) -> Result<Option<usize>, DecodeError> {
         let limit = self.limits.max_body_bytes;
+        if self.origin == Origin::Client && self.command != Some(Command::Send) {
+            return match buf.get(start) {
+                Some(0) => Ok(Some(start)),
+                Some(_) => Err(DecodeError::BodyNotAllowed(
+                    self.command.map_or("?", Command::as_str),
+                )),
+                None => Ok(None),
+            };
+        }
         if let Some(len) = self.content_length {
             let nul = start + len;
             return match buf.get(nul) {
@@ -422,9 +489,21 @@ impl Decoder {
     fn take_frame(&mut self, buf: &mut BytesMut, body_start: usize, nul: usize) -> Frame {
         let raw = buf.split_to(nul + 1).freeze();
         let command = self.command.take().unwrap_or(Command::Send);
-        let (block, escapes) = (self.block, self.escapes);
+        let (block, escapes, crlf) = (self.block, self.escapes, self.crlf);
         self.reset();
-        Frame::from_wire(command, raw, block, escapes, (body_start, nul))
+        let mut frame = Frame::from_wire(command, raw, block, escapes, (body_start, nul));
+        if crlf && self.origin == Origin::Client {
+            frame.clear_raw();
+        }
+        frame
+    }
+}
+
+/// Drops NUL bytes at the front of the buffer (between frames: noise, as the brokers read it).
+fn skip_nuls(buf: &mut BytesMut) {
+    let nuls = buf.iter().take_while(|&&b| b == 0).count();
+    if nuls > 0 {
+        buf.advance(nuls);
     }
 }
 

@@ -28,7 +28,9 @@ export const KNOWN_DIFFERENCES = {
   refusal:
     "RabbitMQ 3.10.8's Web-STOMP writes the ERROR (`Bad CONNECT`, `Access refused…`) but then " +
     'leaves the socket open (no close within 12 s when probed), so a page never learns the ' +
-    'connection is dead; stompgate forwards the same ERROR and closes the socket right after it.',
+    'connection is dead; stompgate sends a generic ERROR (`broker refused the gateway\'s login`: ' +
+    "the broker's words name the gateway's broker user and stay in its log) and closes the socket " +
+    'right after it.',
   'disconnect/v7':
     "RabbitMQ 3.10.8's Web-STOMP closes the socket without writing the RECEIPT for DISCONNECT " +
     '(fixed upstream in 3.10.14), so `onDisconnect` never runs; through stompgate the RECEIPT ' +
