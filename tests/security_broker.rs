@@ -476,6 +476,26 @@ async fn rabbitmq_topic_wildcards_do_not_widen_a_rule() {
     w.cleanup_rabbit().await;
 }
 
+/// The dialect comes from RabbitMQ's CONNECTED: a `,` or `*` in a RabbitMQ queue name is an
+/// ordinary character (one queue, so the per-user rule allows it), where the generic grammar
+/// would refuse it.
+#[tokio::test]
+async fn rabbitmq_dialect_is_detected_from_connected() {
+    let w = rabbit_world().await;
+    let queue = format!("{},x*", unique("user.alice.odd"));
+    let mut ws = alice(&w.gw).await;
+    ws.send(&format!(
+        "SEND\ndestination:/queue/{queue}\nreceipt:r\n\nhi\0"
+    ))
+    .await;
+    let receipt = ws.frame().await;
+    assert!(receipt.starts_with("RECEIPT"), "{receipt}");
+    let encoded = queue.replace(',', "%2C").replace('*', "%2A");
+    assert_eq!(mgmt::peek(&encoded).await, vec!["hi".to_owned()]);
+    mgmt::delete(&format!("queues/%2F/{encoded}")).await;
+    w.cleanup_rabbit().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Escapes (needs part A: STOMP 1.0 frames are not unescaped by the gateway, but are by
 // the brokers).

@@ -24,7 +24,7 @@ use std::path::Path;
 
 use super::destination::{classify, Dialect, Reserved};
 use super::error::{Denied, DeniedKind, PolicyError};
-use super::guarded::{guard_for, guard_in_any_dialect, has_guards};
+use super::guarded::{guard_for, guard_in_any_dialect, has_guards, may_be_guarded};
 use super::identity::Identity;
 use super::schema::{AclAction, AclSpec};
 use super::template::{self, Piece};
@@ -209,9 +209,14 @@ impl Acl {
             .rules
             .iter()
             .filter(|r| r.commands.contains(&command) && (r.role == "*" || id.has_role(&r.role)));
+        // Looked for once per frame: most destinations have no reserved byte at all.
+        let reserved = match class.reserved.any_in(dest.as_bytes()) {
+            true => class.reserved,
+            false => Reserved::NONE,
+        };
         for rule in applicable {
             let pieces = resolve(&rule.pattern, id, class.reserved).ok_or_else(refuse)?;
-            if glob_match_reserved(&pieces, dest, class.reserved) {
+            if glob_match_reserved(&pieces, dest, reserved) {
                 return if rule.allow { Ok(rule) } else { Err(refuse()) };
             }
         }
@@ -278,9 +283,11 @@ fn compile_headers(
 /// Whether `frame` carries any header guarded on its command.
 fn carries_guarded(frame: &Frame, dialect: Dialect) -> bool {
     frame
-        .try_for_each_header(|name, _| match guard_for(dialect, frame.command, name) {
-            Some(_) => Err(()),
-            None => Ok(()),
+        .try_for_each_header_where(may_be_guarded, |name, _| {
+            match guard_for(dialect, frame.command, name) {
+                Some(_) => Err(()),
+                None => Ok(()),
+            }
         })
         .is_err()
 }
@@ -296,7 +303,7 @@ fn check_headers(
     let command = frame.command;
     // Allocated only when a frame carries a guarded header at all.
     let mut seen: Vec<&[u8]> = Vec::new();
-    frame.try_for_each_header(|name, value| {
+    frame.try_for_each_header_where(may_be_guarded, |name, value| {
         let Some(guard) = guard_for(dialect, command, name) else {
             return Ok(());
         };

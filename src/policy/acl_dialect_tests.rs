@@ -423,3 +423,38 @@ fn header_rules_are_validated_when_the_policy_loads() {
     ))
     .contains("placeholder"));
 }
+
+/// The relay's frames are decoded ones, read in place: the same verdicts.
+#[test]
+fn decoded_frames_are_checked_as_built_ones() {
+    use crate::stomp::{Decoder, Item, Limits};
+    let acl = acl(RULES).unwrap();
+    let check = |wire: &str| {
+        let mut buf = bytes::BytesMut::from(wire.as_bytes());
+        let Ok(Some(Item::Frame(f))) = Decoder::new(Limits::default()).decode(&mut buf) else {
+            panic!("{wire:?} does not decode");
+        };
+        let dest = f.header_bytes("destination");
+        acl.check_client_frame(&alice(), &f, dest, RabbitMq)
+            .map_err(|e| e.kind)
+    };
+    let sub = "SUBSCRIBE\nid:1\ndestination:/exchange/FanoutDemandExchange\n";
+    assert_eq!(
+        check(&format!("{sub}x-queue-name:dash-alice-1\n\n\0")),
+        Ok(())
+    );
+    assert_eq!(
+        check(&format!("{sub}receipt:r\nX-Queue-Name:dash-alice-1\n\n\0")),
+        Err(DeniedKind::AmbiguousHeader)
+    );
+    assert_eq!(
+        check(&format!("{sub}x-queue-name:secret\r\n\r\n\0")),
+        Err(DeniedKind::HeaderNotAllowed)
+    );
+    assert_eq!(
+        check(&format!(
+            "{sub}durable:true\nx-queue-name:dash-alice-1\ndurable:true\n\n\0"
+        )),
+        Err(DeniedKind::AmbiguousHeader)
+    );
+}

@@ -282,13 +282,40 @@ impl Frame {
     /// in place, without building a header list (the relay's per-frame header checks).
     pub fn try_for_each_header<'a, E>(
         &'a self,
+        f: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.try_for_each_header_where(|_| true, f)
+    }
+
+    /// [`Frame::try_for_each_header`] for the headers `wanted` lets through. `wanted` sees the
+    /// start of each header: its name, possibly followed by the rest of its line (`:` and the
+    /// value), so it can only test a prefix of the name; lines it refuses are not split.
+    pub fn try_for_each_header_where<'a, E>(
+        &'a self,
+        wanted: impl Fn(&[u8]) -> bool,
         mut f: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         match &self.headers {
             Headers::Wire(w) if w.escapes.is_none() => {
-                wire_lines(&self.raw_bytes()[w.start..w.end]).try_for_each(|(n, v)| f(n, v))
+                let block = &self.raw_bytes()[w.start..w.end];
+                let mut start = 0;
+                for lf in memchr::memchr_iter(b'\n', block) {
+                    let line = &block[start..lf];
+                    start = lf + 1;
+                    if line.is_empty() || !wanted(line) {
+                        continue;
+                    }
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    let colon = memchr::memchr(b':', line).unwrap_or(line.len());
+                    f(&line[..colon], line.get(colon + 1..).unwrap_or_default())?;
+                }
+                Ok(())
             }
-            _ => self.headers().iter().try_for_each(|h| f(&h.name, &h.value)),
+            _ => self
+                .headers()
+                .iter()
+                .filter(|h| wanted(&h.name))
+                .try_for_each(|h| f(&h.name, &h.value)),
         }
     }
 
