@@ -296,12 +296,19 @@ fn dashboard_subscribe(w: &World, extra: &str) -> String {
     )
 }
 
+/// The headers that make RabbitMQ consume an existing durable queue from an exchange
+/// subscription (without `auto-delete:false` its declare fails on the durable queue's
+/// parameters and nothing is consumed).
+fn x_queue_attack(queue: &str) -> String {
+    format!("x-queue-name:{queue}\ndurable:true\nauto-delete:false\n")
+}
+
 #[tokio::test]
 async fn rabbitmq_x_queue_name_cannot_reach_an_existing_queue() {
     let w = rabbit_world().await;
     let s = &w.secret;
     let attacks = [
-        format!("x-queue-name:{s}\ndurable:true\nauto-delete:false\n"),
+        x_queue_attack(s),
         format!("x-queue-name:{s}\n"),
         // Odd case, repeated (either order), and a guarded copy after an allowed one.
         format!("X-Queue-Name:{s}\ndurable:true\n"),
@@ -351,7 +358,7 @@ async fn rabbitmq_an_allowed_x_queue_name_is_honoured() {
 #[tokio::test]
 async fn rabbitmq_x_queue_name_split_at_every_offset() {
     let w = rabbit_world().await;
-    let frame = dashboard_subscribe(&w, &format!("x-queue-name:{}\ndurable:true\n", w.secret));
+    let frame = dashboard_subscribe(&w, &x_queue_attack(&w.secret));
     let bytes = frame.as_bytes();
     for cut in 1..bytes.len() {
         let mut ws = alice(&w.gw).await;
@@ -526,7 +533,7 @@ async fn rabbitmq_escapes_do_not_name_another_queue() {
 #[tokio::test]
 async fn rabbitmq_attacks_over_sockjs_websocket_and_xhr() {
     let w = rabbit_world().await;
-    let x_queue = dashboard_subscribe(&w, &format!("x-queue-name:{}\n", w.secret));
+    let x_queue = dashboard_subscribe(&w, &x_queue_attack(&w.secret));
     let smuggled = smuggle(
         "SUBSCRIBE\nid:1\ndestination:/queue/user.alice.in\n",
         &format!("/amq/queue/{}", w.secret),
