@@ -108,7 +108,7 @@ fn placeholder_values_are_literal_so_they_cannot_widen_a_glob() {
     let f = Frame::new(Command::Send).with_header("destination", "/queue/user.*.in");
     let rabbit = stompgate::policy::Dialect::RabbitMq;
     assert!(p
-        .check_client_frame(&star, &f, f.header_bytes("destination"), rabbit)
+        .check_client_frame(&star, &f, f.header_bytes("destination"), rabbit, true)
         .is_ok());
     assert!(!allowed(&p, &star, Command::Send, "/queue/user.bob.in"));
     let stars = id("**", &["user"]);

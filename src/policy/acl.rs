@@ -138,7 +138,7 @@ impl Acl {
                 DeniedKind::AmbiguousDestination,
             ));
         }
-        self.check_client_frame(id, frame, destination, Dialect::Generic)
+        self.check_client_frame(id, frame, destination, Dialect::Generic, true)
     }
 
     /// [`Acl::check`] for a destination as the frame carries it (bytes; not UTF-8 is denied),
@@ -158,12 +158,16 @@ impl Acl {
 
     /// The whole per-frame check of the Connected state under `dialect`: the destination
     /// (found, and refused when repeated, by the caller) and the guarded headers.
+    /// `may_carry_guarded` is false only when the caller saw that no header of the frame
+    /// passes [`may_be_guarded`] (the relay learns it in its pass for the destination); `true`
+    /// is always safe.
     pub fn check_client_frame(
         &self,
         id: &Identity,
         frame: &Frame,
         destination: Option<&[u8]>,
         dialect: Dialect,
+        may_carry_guarded: bool,
     ) -> Result<(), Denied> {
         if self.rules.is_empty() {
             return Ok(());
@@ -171,9 +175,13 @@ impl Acl {
         match frame.command {
             command @ (Command::Send | Command::Subscribe) => {
                 let rule = self.decide(id, command, destination, dialect)?;
-                check_headers(frame, dialect, rule, id)
+                if may_carry_guarded {
+                    check_headers(frame, dialect, rule, id)
+                } else {
+                    Ok(())
+                }
             }
-            Command::Unsubscribe if carries_guarded(frame, dialect) => {
+            Command::Unsubscribe if may_carry_guarded && carries_guarded(frame, dialect) => {
                 // Deleting a durable subscription (or queue) is checked as the SUBSCRIBE that
                 // made it, with the same headers allowed.
                 let as_subscribe = self.decide(id, Command::Subscribe, destination, dialect);
@@ -209,14 +217,9 @@ impl Acl {
             .rules
             .iter()
             .filter(|r| r.commands.contains(&command) && (r.role == "*" || id.has_role(&r.role)));
-        // Looked for once per frame: most destinations have no reserved byte at all.
-        let reserved = match class.reserved.any_in(dest.as_bytes()) {
-            true => class.reserved,
-            false => Reserved::NONE,
-        };
         for rule in applicable {
             let pieces = resolve(&rule.pattern, id, class.reserved).ok_or_else(refuse)?;
-            if glob_match_reserved(&pieces, dest, reserved) {
+            if glob_match_reserved(&pieces, dest, class.reserved) {
                 return if rule.allow { Ok(rule) } else { Err(refuse()) };
             }
         }
@@ -386,6 +389,13 @@ fn printable(text: &str) -> String {
 /// reachable text positions is advanced piece by piece, so no pattern can make it backtrack
 /// exponentially.
 pub fn glob_match(pieces: &[Piece], text: &str) -> bool {
+    glob_match_reserved(pieces, text, Reserved::NONE)
+}
+
+/// [`glob_match`] where no wildcard may stand for a `reserved` byte: those must be matched by
+/// the pattern's literal text. Only the bytes a wildcard would stand for are looked at (after
+/// the literal ends, usually a short run, or none when a rule's literal start already fails).
+pub fn glob_match_reserved(pieces: &[Piece], text: &str, reserved: Reserved) -> bool {
     let mut bytes = text.as_bytes();
     let mut pieces = pieces;
     if let Some((Piece::Lit(lit), rest)) = pieces.split_first() {
@@ -402,19 +412,10 @@ pub fn glob_match(pieces: &[Piece], text: &str) -> bool {
     }
     match pieces {
         [] => bytes.is_empty(),
-        [Piece::DoubleStar] => true,
-        [Piece::Star] => memchr::memchr(b'/', bytes).is_none(),
-        _ => reachable(pieces, bytes, Reserved::NONE),
+        [Piece::DoubleStar] => !reserved.any_in(bytes),
+        [Piece::Star] => memchr::memchr(b'/', bytes).is_none() && !reserved.any_in(bytes),
+        _ => reachable(pieces, bytes, reserved),
     }
-}
-
-/// [`glob_match`] where no wildcard may stand for a `reserved` byte: those must be matched by
-/// the pattern's literal text. The usual matcher decides when `text` has none.
-pub fn glob_match_reserved(pieces: &[Piece], text: &str, reserved: Reserved) -> bool {
-    if !reserved.any_in(text.as_bytes()) {
-        return glob_match(pieces, text);
-    }
-    reachable(pieces, text.as_bytes(), reserved)
 }
 
 /// The general matcher behind [`glob_match`]; wildcards stop at `reserved` bytes.
@@ -486,6 +487,13 @@ mod tests {
                 glob_match(&pieces, &text),
                 reachable(&pieces, text.as_bytes(), Reserved::NONE),
                 "{:?} vs {:?}", pieces, text
+            );
+            // ... and with a reserved byte, which only literal text may match.
+            let dot = crate::policy::destination::Reserved::DOT_FOR_TESTS;
+            prop_assert_eq!(
+                glob_match_reserved(&pieces, &text, dot),
+                reachable(&pieces, text.as_bytes(), dot),
+                "{:?} vs {:?} (`.` reserved)", pieces, text
             );
         }
     }

@@ -60,7 +60,7 @@ fn frame(command: Command, destination: &str, headers: &[(&str, &str)]) -> Frame
 fn verdict(d: Dialect, f: &Frame) -> Result<(), DeniedKind> {
     let acl = acl(RULES).unwrap();
     let dest = f.header_bytes("destination");
-    acl.check_client_frame(&alice(), f, dest, d)
+    acl.check_client_frame(&alice(), f, dest, d, true)
         .map_err(|e| e.kind)
 }
 
@@ -150,9 +150,13 @@ fn placeholder_values_with_broker_syntax_fail_closed() {
     let sneaky = Identity::new("a,b", vec![], AuthSource::Jwt);
     let f = frame(Command::Send, "/queue/user.a,b.x", &[]);
     let dest = f.header_bytes("destination");
-    assert!(acl.check_client_frame(&sneaky, &f, dest, ActiveMq).is_err());
+    assert!(acl
+        .check_client_frame(&sneaky, &f, dest, ActiveMq, true)
+        .is_err());
     // RabbitMQ reads `,` as part of the name: the literal value matches.
-    assert!(acl.check_client_frame(&sneaky, &f, dest, RabbitMq).is_ok());
+    assert!(acl
+        .check_client_frame(&sneaky, &f, dest, RabbitMq, true)
+        .is_ok());
 }
 
 /// (dialect, command, destination, extra headers, verdict)
@@ -435,7 +439,7 @@ fn decoded_frames_are_checked_as_built_ones() {
             panic!("{wire:?} does not decode");
         };
         let dest = f.header_bytes("destination");
-        acl.check_client_frame(&alice(), &f, dest, RabbitMq)
+        acl.check_client_frame(&alice(), &f, dest, RabbitMq, true)
             .map_err(|e| e.kind)
     };
     let sub = "SUBSCRIBE\nid:1\ndestination:/exchange/FanoutDemandExchange\n";
@@ -457,4 +461,55 @@ fn decoded_frames_are_checked_as_built_ones() {
         )),
         Err(DeniedKind::AmbiguousHeader)
     );
+}
+
+/// The relay's one pass (destination, repeats, hint) agrees with the separate lookups.
+#[test]
+fn the_relay_pass_finds_the_destination_and_the_hint() {
+    use crate::policy::guarded::may_be_guarded;
+    use crate::stomp::{Decoder, Item, Limits};
+    let decode = |wire: &str| {
+        let mut buf = bytes::BytesMut::from(wire.as_bytes());
+        match Decoder::new(Limits::default()).decode(&mut buf) {
+            Ok(Some(Item::Frame(f))) => f,
+            other => panic!("{wire:?}: {other:?}"),
+        }
+    };
+    let cases = [
+        (
+            "SEND\ndestination:/q\ncontent-length:0\n\n\0",
+            Some(&b"/q"[..]),
+            false,
+            false,
+        ),
+        (
+            "SEND\ndestination:/q\r\nDurable:x\n\n\0",
+            Some(&b"/q"[..]),
+            false,
+            true,
+        ),
+        (
+            "SEND\ndestination:/a\ndestination:/b\n\n\0",
+            Some(&b"/a"[..]),
+            true,
+            false,
+        ),
+        ("SEND\ndestinationx:/a\nx-a:1\n\n\0", None, false, true),
+        ("SEND\nreceipt:1\nreply-to:/q\n\n\0", None, false, true),
+    ];
+    for (wire, dest, repeated, hint) in cases {
+        let f = decode(wire);
+        assert_eq!(
+            f.first_header_flagging("destination", may_be_guarded),
+            (dest, repeated, hint),
+            "{wire:?}"
+        );
+        let mut built = f.clone();
+        built.clear_raw();
+        assert_eq!(
+            built.first_header_flagging("destination", may_be_guarded),
+            (dest, repeated, hint),
+            "{wire:?} (header list)"
+        );
+    }
 }

@@ -12,7 +12,7 @@
 //! 4. for every later client frame: `policy.check_frame(&identity, &frame)` (with the policy
 //!    current at that time; the session keeps its `identity`). The relay, which refuses a
 //!    repeated `destination` itself, looks the header up once (`Frame::first_header`) and
-//!    calls `policy.check_client_frame(&identity, &frame, destination, dialect)`: the
+//!    calls `policy.check_client_frame(&identity, &frame, destination, dialect, hint)`: the
 //!    destination read with the broker's grammar ([`destination`]) and the headers that
 //!    reach other resources ([`guarded`]).
 //!

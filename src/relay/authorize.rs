@@ -102,21 +102,23 @@ fn lock(ctx: &RelayContext) -> std::sync::MutexGuard<'_, crate::policy::LoginLim
 }
 
 /// The ACL for one client frame of the Connected state (its `destination`, found and checked
-/// for repeats by the caller; its guarded headers), with the policy in force now, the identity
-/// the session connected with and the broker's dialect.
+/// for repeats by the caller; its guarded headers, unless the caller saw that none of its
+/// headers may be one), with the policy in force now, the identity the session connected with
+/// and the broker's dialect.
 pub(super) fn check_acl(
     ctx: &RelayContext,
     identity: Option<&Identity>,
     dialect: Dialect,
     frame: &Frame,
     destination: Option<&[u8]>,
+    may_carry_guarded: bool,
 ) -> Result<(), End> {
     let (Some(handle), Some(id)) = (&ctx.policy, identity) else {
         return Ok(());
     };
     handle
         .peek()
-        .check_client_frame(id, frame, destination, dialect)
+        .check_client_frame(id, frame, destination, dialect, may_carry_guarded)
         .map_err(|denied| End::Refused {
             message: denied.to_string(),
             receipt: frame.header_value("receipt"),

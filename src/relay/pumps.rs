@@ -15,6 +15,7 @@ use super::authorize::check_acl;
 use super::handshake::{frame_bytes, Upstream, BROKER_READ_BYTES};
 use super::{ClientSide, End, RelayContext};
 use crate::metrics::{Direction, FrameTally, SessionRecorder};
+use crate::policy::guarded::may_be_guarded;
 use crate::policy::{Dialect, Identity};
 use crate::stomp::{encode, Command, Frame, Item, Version};
 use crate::transport::{ClientRx, ClientTx};
@@ -262,14 +263,24 @@ fn check_client_frame(
             receipt(),
         ));
     }
-    let (destination, repeated) = frame.first_header("destination");
+    // One pass over the header lines: the destination, and whether a header that reaches
+    // another broker resource may be there (most frames: none; the ACL then skips them).
+    let (destination, repeated, may_carry_guarded) =
+        frame.first_header_flagging("destination", may_be_guarded);
     if repeated {
         return Err(End::protocol(
             "ambiguous frame: repeated `destination` header",
             receipt(),
         ));
     }
-    check_acl(ctx, identity, dialect, frame, destination)
+    check_acl(
+        ctx,
+        identity,
+        dialect,
+        frame,
+        destination,
+        may_carry_guarded,
+    )
 }
 
 fn append_frame(frame: &Frame, version: Version, out: &mut Outgoing) {

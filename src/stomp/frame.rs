@@ -205,6 +205,47 @@ impl Frame {
         }
     }
 
+    /// [`Frame::first_header`], and whether any header starts as `flagged` accepts (it sees
+    /// what [`Frame::try_for_each_header_where`]'s `wanted` sees): the relay's one pass over the
+    /// header lines for the `destination` and for a hint of headers to look at more closely.
+    pub fn first_header_flagging(
+        &self,
+        name: &str,
+        flagged: impl Fn(&[u8]) -> bool,
+    ) -> (Option<&[u8]>, bool, bool) {
+        let name_bytes = name.as_bytes();
+        let mut values: Vec<&[u8]> = Vec::new();
+        let (mut first, mut repeated, mut flag) = (None, false, false);
+        match &self.headers {
+            Headers::Wire(w) if w.escapes.is_none() => {
+                let block = &self.raw_bytes()[w.start..w.end];
+                let mut start = 0;
+                for lf in memchr::memchr_iter(b'\n', block) {
+                    let line = &block[start..lf];
+                    start = lf + 1;
+                    flag |= flagged(line);
+                    // As in `wire_values`: the colon right after the name's length decides.
+                    if line.get(name_bytes.len()) == Some(&b':') && line.starts_with(name_bytes) {
+                        let value = &line[name_bytes.len() + 1..];
+                        repeated |= first.is_some();
+                        first = first.or(Some(value.strip_suffix(b"\r").unwrap_or(value)));
+                    }
+                }
+            }
+            _ => {
+                for h in self.headers() {
+                    flag |= flagged(&h.name);
+                    if h.name == name_bytes {
+                        values.push(&h.value);
+                    }
+                }
+                first = values.first().copied();
+                repeated = values.len() > 1;
+            }
+        }
+        (first, repeated, flag)
+    }
+
     /// How many times `name` appears (exact case).
     pub fn header_count(&self, name: &str) -> usize {
         let name = name.as_bytes();
