@@ -530,6 +530,19 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Arbitrary bytes: no panic, and the split never changes what is checked or forwarded.
+    #[test]
+    fn arbitrary_client_bytes_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..200),
+        cut in any::<prop::sample::Index>(),
+        version in prop::sample::select(vec![Version::V1_0, Version::V1_1, Version::V1_2]),
+    ) {
+        let (a, b) = bytes.split_at(cut.index(bytes.len() + 1));
+        prop_assert_eq!(gateway(&[a, b], version), gateway(&[&bytes], version));
+    }
+}
+
 /// The models themselves: they must see the attacks the gateway refuses (else the property
 /// above would prove nothing).
 #[test]

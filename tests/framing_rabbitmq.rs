@@ -15,12 +15,12 @@ use policy_common::{users_toml, TempDir};
 use stompgate::config::Config;
 use stompgate::stomp::Command;
 
-/// The management API (guest/guest works over loopback).
+/// The management API (guest/guest works over loopback); the same variable as the JS tests'.
 fn management() -> std::net::SocketAddr {
-    std::env::var("STOMPGATE_TEST_RABBITMQ_MGMT")
-        .unwrap_or_else(|_| "127.0.0.1:15672".into())
-        .parse()
-        .expect("management address")
+    let url = std::env::var("STOMPGATE_TEST_RABBITMQ_MANAGEMENT")
+        .unwrap_or_else(|_| "http://127.0.0.1:15672".into());
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    addr.parse().expect("management address: http://IP:PORT")
 }
 
 /// One management API request (HTTP/1.0: no chunked answer); returns status and body.

@@ -1,8 +1,9 @@
 //! Feeds arbitrary bytes to the STOMP decoder, split at arbitrary points, and checks that it
 //! never panics and that the split does not change what it decodes (items and error).
 //!
-//! Input layout: byte 0 picks the version and limits, byte 1 seeds the chunk sizes, the rest
-//! is the stream. Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run decoder -- -max_total_time=60`.
+//! Input layout: byte 0 picks the version and limits, byte 1 seeds the chunk sizes (its top
+//! bit picks the client decoder, [`Decoder::for_client`], over the broker one), the rest is
+//! the stream. Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run decoder -- -max_total_time=60`.
 #![no_main]
 
 use bytes::BytesMut;
@@ -15,8 +16,13 @@ fn decode(
     chunk_sizes: &[usize],
     version: Version,
     limits: Limits,
+    client: bool,
 ) -> (Vec<Item>, Option<DecodeError>) {
-    let mut dec = Decoder::new(limits);
+    let mut dec = if client {
+        Decoder::for_client(limits)
+    } else {
+        Decoder::new(limits)
+    };
     dec.set_version(version);
     let mut buf = BytesMut::new();
     let mut items = Vec::new();
@@ -65,7 +71,8 @@ fuzz_target!(|data: &[u8]| {
             (state >> 16) as usize % 64 + 1
         })
         .collect();
-    let whole = decode(stream, &[stream.len()], version, limits);
-    let split = decode(stream, &sizes, version, limits);
+    let client = seed & 0x80 != 0;
+    let whole = decode(stream, &[stream.len()], version, limits, client);
+    let split = decode(stream, &sizes, version, limits, client);
     assert_eq!(whole, split);
 });

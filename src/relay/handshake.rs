@@ -27,7 +27,7 @@ const HEARTBEAT_GRACE_FACTOR: u32 = 2;
 const HEARTBEAT_SLACK: Duration = Duration::from_secs(1);
 /// What the page is told when the broker refuses the gateway's CONNECT: the broker's own words
 /// name the broker identity (`Access refused for user 'stompgate'`), so they go to the log only.
-pub(super) const BROKER_REFUSED_LOGIN: &str = "broker refused the gateway's login";
+const BROKER_REFUSED_LOGIN: &str = "broker refused the gateway's login";
 /// Most bytes of the broker's refusal kept in the log line.
 const LOGGED_REFUSAL_BYTES: usize = 512;
 /// Initial (and smallest) broker read: small, so idle sessions stay cheap; the pump grows it

@@ -40,39 +40,49 @@ pub(super) mod why {
     pub const ODD_CASE_CONTENT_LENGTH: &str = "content-length in another letter case";
 }
 
+/// What [`check_head`] found in a head it accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Head {
+    /// The frame used CR LF: it must be re-encoded (with LF) before it is forwarded.
+    pub crlf: bool,
+    /// Some header value has escapes (all checked): its lines must be unescaped when read.
+    pub escaped: bool,
+}
+
 /// Checks the head of a client frame (`head`: command line through the blank line) for the
-/// bytes that make brokers split or read it differently. Returns whether the frame must be
-/// re-encoded (it used CR LF). `block` is the range of its header lines within `head`.
+/// bytes that make brokers split or read it differently. `block` is the range of its header
+/// lines within `head`. One search over the head finds none of them in nearly every frame.
 pub(super) fn check_head(
     head: &[u8],
     block: (usize, usize),
     command: Command,
     version: Version,
-) -> Result<bool, DecodeError> {
+) -> Result<Head, DecodeError> {
     let plain_1_0 = version == Version::V1_0 && command.escapes_headers();
+    let lines = &head[block.0..block.1];
     let Some(first) = memchr::memchr3(b'\0', b'\r', b'\\', head) else {
-        return if plain_1_0 {
-            check_1_0_values(&head[block.0..block.1]).map(|()| false)
-        } else {
-            Ok(false)
-        };
+        if plain_1_0 {
+            check_1_0_values(lines)?;
+        }
+        return Ok(Head::default());
     };
     if memchr::memchr(b'\0', &head[first..]).is_some() {
         return Err(DecodeError::NulInHeaders);
     }
     let crlf = check_crs(&head[first..])?;
-    let lines = &head[block.0..block.1];
-    if command.escapes_headers() {
-        if plain_1_0 {
-            if memchr::memchr(b'\\', lines).is_some() {
-                return Err(DecodeError::AmbiguousHeader(why::ESCAPE_IN_1_0));
-            }
-            check_1_0_values(lines)?;
-        } else if memchr::memchr(b'\\', lines).is_some() {
-            check_escapes(lines, version)?;
+    let backslash = memchr::memchr(b'\\', lines).is_some();
+    if plain_1_0 {
+        if backslash {
+            return Err(DecodeError::AmbiguousHeader(why::ESCAPE_IN_1_0));
         }
+        check_1_0_values(lines)?;
+    } else if backslash && command.escapes_headers() {
+        check_escapes(lines, version)?;
     }
-    Ok(crlf)
+    Ok(Head {
+        crlf,
+        escaped: backslash && !plain_1_0 && command.escapes_headers(),
+    })
 }
 
 /// Every CR must end a line; true when there is at least one.

@@ -348,10 +348,14 @@ impl Decoder {
         if line.is_empty() {
             self.block.1 = line.start;
             if self.origin == Origin::Client {
-                self.crlf =
+                // Checks every escape as well (more strictly than `check_escapes`).
+                let head =
                     client_rules::check_head(&window[..next], self.block, command, self.version)?;
+                self.crlf = head.crlf;
+                self.escapes = head.escaped.then_some(self.version);
+            } else {
+                self.check_escapes(window, command)?;
             }
-            self.check_escapes(window, command)?;
             let start = next;
             self.stage = Stage::Body {
                 start,
