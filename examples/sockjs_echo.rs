@@ -32,6 +32,11 @@ pub fn config(path: &str) -> SockjsConfig {
         response_limit: 4096,
         cookie: false,
         disabled: Vec::new(),
+        // The protocol suite opens every session from one address.
+        max_sessions_per_address: 10_000,
+        body_timeout: Duration::from_secs(10),
+        inbound_bytes: 1024 * 1024,
+        originless_transports: false,
     }
 }
 

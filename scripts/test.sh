@@ -2,7 +2,8 @@
 # The project's whole test run (what CI runs through .ci/run):
 #   set-up of RabbitMQ (plus its STOMP TLS listener), ActiveMQ, Node deps and Chromium;
 #   cargo fmt/clippy/build/test; the promtool check of /metrics; the Node tests under tests/js;
-#   the WebSocket conformance run (scripts/autobahn.sh). Optional steps run when their script
+#   the WebSocket conformance run (scripts/autobahn.sh); the deployment run (release build,
+#   scripts/setup-deploy.sh, scripts/test-deploy.sh). Optional steps run when their script
 #   exists.
 # Fails fast at the first failing section and prints a summary.
 #
@@ -24,6 +25,7 @@ SETUP_TIMEOUT_SECS=900
 CARGO_TIMEOUT_SECS=1500
 NODE_TIMEOUT_SECS=1200
 AUTOBAHN_TIMEOUT_SECS=600
+DEPLOY_TIMEOUT_SECS=480
 NODE_TEST_TIMEOUT_MS=120000
 
 SUMMARY=()
@@ -96,6 +98,20 @@ run_conformance() {
   run_optional "WebSocket conformance (Autobahn)" "$AUTOBAHN_TIMEOUT_SECS" scripts/autobahn.sh
 }
 
+# The deployment, run (scripts/test-deploy.sh): the image packages the binary this release build
+# makes, so its time is its own section.
+run_deploy() {
+  if [[ ! -x scripts/test-deploy.sh ]]; then
+    SUMMARY+=("skip  deployment (scripts/test-deploy.sh not present)")
+    return 0
+  fi
+  run_section "cargo build --release --locked (for the image)" "$CARGO_TIMEOUT_SECS" \
+    cargo build --release --locked
+  run_section "setup: container tools, base image, validators" "$SETUP_TIMEOUT_SECS" scripts/setup-deploy.sh
+  run_section "deployment (image, manifests, kube play, scale-out)" "$DEPLOY_TIMEOUT_SECS" \
+    scripts/test-deploy.sh --no-setup
+}
+
 main() {
   case "${1:-}" in
     --no-setup) SUMMARY+=("skip  setup (--no-setup)") ;;
@@ -105,6 +121,7 @@ main() {
   run_rust
   run_node
   run_conformance
+  run_deploy
   print_summary
   printf '\nALL SECTIONS PASSED\n' >&2
 }

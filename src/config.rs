@@ -274,6 +274,31 @@ pub struct Options {
     #[arg(long, env = "STOMPGATE_SOCKJS_DISABLE", value_delimiter = ',')]
     pub sockjs_disable: Option<Vec<String>>,
 
+    /// Most SockJS sessions one client address (an IPv6 /64) may have open at once, counted
+    /// apart from `max_connections` so one address cannot take every slot; more get HTTP 429.
+    /// Raise it when many browsers share an address (a NAT, or a proxy not listed in
+    /// `trusted_proxies`). Default 100.
+    #[arg(long, env = "STOMPGATE_SOCKJS_MAX_SESSIONS_PER_ADDRESS")]
+    pub sockjs_max_sessions_per_address: Option<usize>,
+
+    /// Time a SockJS POST body has to arrive in full; a slower one gets HTTP 408 and the
+    /// connection is closed. Default `10s`.
+    #[arg(long, env = "STOMPGATE_SOCKJS_BODY_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub sockjs_body_timeout: Option<Duration>,
+
+    /// Most bytes of client messages one SockJS session queues towards the relay; a send that
+    /// finds no room within the send timeout gets HTTP 503. Default 1048576 (1 MiB).
+    #[arg(long, env = "STOMPGATE_SOCKJS_INBOUND_BYTES")]
+    pub sockjs_inbound_bytes: Option<usize>,
+
+    /// Serve the SockJS transports that cannot carry `Origin` (`jsonp`, `htmlfile`, the iframe
+    /// page) and accept session requests without `Origin` even when the policy has a cookie or
+    /// `http-basic` backend. Off by default: with such a backend, a page on any site could open
+    /// a session with the visitor's credentials. Without one they are on (see `sockjs_disable`).
+    #[arg(long, env = "STOMPGATE_SOCKJS_ORIGINLESS_TRANSPORTS", num_args = 0..=1, default_missing_value = "true")]
+    pub sockjs_originless_transports: Option<bool>,
+
     /// Serve the demo page at `/`. Default `false`.
     #[arg(long, env = "STOMPGATE_DEMO", num_args = 0..=1, default_missing_value = "true")]
     pub demo: Option<bool>,
@@ -326,6 +351,58 @@ pub struct Options {
     #[arg(long, env = "STOMPGATE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
 
+    /// Most connections one client address (an IPv6 /64) may hold before they authenticate,
+    /// WebSocket and SockJS together; further ones get an ERROR and are closed. 0: no limit.
+    /// Default 256 (room for a reconnect storm from one NAT address).
+    #[arg(long, env = "STOMPGATE_MAX_PENDING_PER_ADDRESS")]
+    pub max_pending_per_address: Option<usize>,
+
+    /// Threads that check passwords (with `--policy`); eight more checks per thread may wait,
+    /// later logins are refused as busy. Each holds one argon2id working memory (~19 MiB with
+    /// the default parameters). Default: the CPU count, at most 8.
+    #[arg(long, env = "STOMPGATE_LOGIN_THREADS")]
+    pub login_threads: Option<usize>,
+
+    /// A session that negotiated no client heart-beats is closed after this long without a
+    /// byte from the client (a frame or a heart-beat EOL), so an abandoned socket cannot hold a
+    /// broker connection forever. `0s` switches it off. Default `300s`: stomp.js negotiates
+    /// heart-beats by default, and proxies and load balancers drop idle sockets sooner.
+    #[arg(long, env = "STOMPGATE_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+
+    /// Broker logins a client may not use under `--passthrough-credentials` (exact, ASCII
+    /// case-insensitive). Default `guest` (RabbitMQ lets it in over the gateway's loopback).
+    #[arg(
+        long = "passthrough-deny-login",
+        env = "STOMPGATE_PASSTHROUGH_DENY_LOGINS",
+        value_delimiter = ','
+    )]
+    pub passthrough_deny_logins: Option<Vec<String>>,
+
+    /// Allow a non-loopback `admin_listen` without an admin token (logged at start). Off by
+    /// default: the gateway refuses to start that way.
+    #[arg(long, env = "STOMPGATE_ADMIN_INSECURE", num_args = 0..=1, default_missing_value = "true")]
+    pub admin_insecure: Option<bool>,
+
+    /// `Host` names the admin API answers besides IP addresses and names without a dot
+    /// (against DNS rebinding). Default: none.
+    #[arg(
+        long = "admin-allowed-host",
+        env = "STOMPGATE_ADMIN_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub admin_allowed_hosts: Option<Vec<String>>,
+
+    /// Browser `Origin`s allowed to make state-changing admin requests (`POST /trace`,
+    /// `DELETE …`). Default: none (a request with an `Origin` is refused).
+    #[arg(
+        long = "admin-allowed-origin",
+        env = "STOMPGATE_ADMIN_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub admin_allowed_origins: Option<Vec<String>>,
+
     /// Broker dialect for policy checks: `rabbitmq`, `activemq` or `generic` (destination
     /// grammar and guarded headers). Default: from CONNECTED's `server` header, `generic` when
     /// it names neither.
@@ -338,6 +415,9 @@ pub struct Options {
 pub enum Tool {
     /// Print an argon2id hash of a password (read from stdin) for a `static` users file.
     HashPassword(crate::policy::HashPasswordArgs),
+    /// GET an admin URL once (default `/healthz` on `--admin-listen`); exit 0 on `200`, 1
+    /// otherwise. For container HEALTHCHECKs in images without curl.
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
 }
 
 macro_rules! merge_fields {
@@ -361,7 +441,15 @@ impl Options {
             tls_client_auth, log_format, log,
         );
         merge_fields!(self, file;
+            max_pending_per_address, idle_timeout, passthrough_deny_logins, admin_insecure,
+            admin_allowed_hosts, admin_allowed_origins, login_threads,
+        );
+        merge_fields!(self, file;
             metrics_per_connection, metrics_per_connection_cap, trusted_proxies,
+        );
+        merge_fields!(self, file;
+            sockjs_max_sessions_per_address, sockjs_body_timeout, sockjs_inbound_bytes,
+            sockjs_originless_transports,
         );
         merge_fields!(self, file; broker);
         self
@@ -419,6 +507,8 @@ pub struct UpstreamConfig {
     pub identity: crate::policy::UpstreamIdentity,
     /// Forward the client's own credentials.
     pub passthrough: bool,
+    /// Broker logins refused under pass-through (ASCII case-insensitive).
+    pub deny_logins: Vec<String>,
     /// TCP + TLS + CONNECTED timeout.
     pub connect_timeout: Duration,
     /// TLS to the broker, if enabled.
@@ -468,6 +558,14 @@ pub struct SockjsConfig {
     pub cookie: bool,
     /// Transports switched off.
     pub disabled: Vec<String>,
+    /// Most sessions per client address (IPv6: per /64).
+    pub max_sessions_per_address: usize,
+    /// Time allowed for a POST body.
+    pub body_timeout: Duration,
+    /// Most bytes queued from the client towards the relay, per session.
+    pub inbound_bytes: usize,
+    /// Origin-less transports and requests allowed even with browser-sent credentials.
+    pub originless_transports: bool,
 }
 
 /// The validated configuration the gateway runs with.
@@ -519,6 +617,18 @@ pub struct Config {
     pub metrics_per_connection_cap: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Unauthenticated connections per client address (0: no limit).
+    pub max_pending_per_address: usize,
+    /// Threads that check passwords (at least 1).
+    pub login_threads: usize,
+    /// Idle limit for sessions without client heart-beats (`None`: off).
+    pub idle_timeout: Option<Duration>,
+    /// Admin API reachable beyond loopback without a token, on purpose.
+    pub admin_insecure: bool,
+    /// Extra `Host` names the admin API answers.
+    pub admin_allowed_hosts: Vec<String>,
+    /// `Origin`s allowed on state-changing admin requests.
+    pub admin_allowed_origins: Vec<String>,
     /// Broker dialect for policy checks (`None`: detected per session from CONNECTED).
     pub broker: Option<crate::policy::Dialect>,
 }
@@ -561,6 +671,19 @@ impl Config {
             })?),
             (None, None) => None,
         };
+        let admin_insecure = o.admin_insecure.unwrap_or(false);
+        let admin_listen = o
+            .admin_listen
+            .unwrap_or_else(|| "127.0.0.1:8081".parse().expect("literal"));
+        if !admin_listen.ip().is_loopback() && admin_token.is_none() && !admin_insecure {
+            return Err(ConfigError::new(
+                "admin_token",
+                format!(
+                    "admin_listen {admin_listen} is reachable beyond loopback: set admin_token \
+                     (or admin_token_file), listen on 127.0.0.1, or pass --admin-insecure"
+                ),
+            ));
+        }
         let passthrough = o.passthrough_credentials.unwrap_or(false);
         let identity = crate::policy::UpstreamIdentity {
             login: o.upstream_login,
@@ -658,6 +781,12 @@ impl Config {
                 ),
             ));
         }
+        if o.sockjs_max_sessions_per_address == Some(0) || o.sockjs_inbound_bytes == Some(0) {
+            return Err(ConfigError::new(
+                "sockjs_max_sessions_per_address",
+                "sockjs_max_sessions_per_address and sockjs_inbound_bytes must be positive",
+            ));
+        }
         let limits = Limits {
             max_body_bytes: o.max_frame_bytes.unwrap_or(4 * 1024 * 1024),
             max_header_bytes: o.max_header_bytes.unwrap_or(64 * 1024),
@@ -682,14 +811,15 @@ impl Config {
                 addrs,
                 identity,
                 passthrough,
+                deny_logins: o
+                    .passthrough_deny_logins
+                    .unwrap_or_else(|| vec!["guest".to_owned()]),
                 connect_timeout: o
                     .upstream_connect_timeout
                     .unwrap_or(Duration::from_secs(10)),
                 tls: upstream_tls,
             },
-            admin_listen: o
-                .admin_listen
-                .unwrap_or_else(|| "127.0.0.1:8081".parse().expect("literal")),
+            admin_listen,
             admin_token,
             limits,
             max_connections: o.max_connections.unwrap_or(100_000),
@@ -705,6 +835,10 @@ impl Config {
                 response_limit: o.sockjs_response_limit.unwrap_or(128 * 1024),
                 cookie: o.sockjs_cookie.unwrap_or(false),
                 disabled,
+                max_sessions_per_address: o.sockjs_max_sessions_per_address.unwrap_or(100),
+                body_timeout: o.sockjs_body_timeout.unwrap_or(Duration::from_secs(10)),
+                inbound_bytes: o.sockjs_inbound_bytes.unwrap_or(1024 * 1024),
+                originless_transports: o.sockjs_originless_transports.unwrap_or(false),
             },
             demo: o.demo.unwrap_or(false),
             policy: o.policy,
@@ -713,6 +847,16 @@ impl Config {
             metrics_per_connection: o.metrics_per_connection.unwrap_or(false),
             metrics_per_connection_cap: o.metrics_per_connection_cap.unwrap_or(100),
             trusted_proxies: o.trusted_proxies.unwrap_or_default(),
+            max_pending_per_address: o.max_pending_per_address.unwrap_or(256),
+            login_threads: o
+                .login_threads
+                .unwrap_or_else(default_login_threads)
+                .clamp(1, MAX_LOGIN_THREADS),
+            idle_timeout: Some(o.idle_timeout.unwrap_or(Duration::from_secs(300)))
+                .filter(|d| !d.is_zero()),
+            admin_insecure,
+            admin_allowed_hosts: o.admin_allowed_hosts.unwrap_or_default(),
+            admin_allowed_origins: o.admin_allowed_origins.unwrap_or_default(),
             broker: o.broker,
         })
     }
@@ -729,6 +873,17 @@ impl Config {
         };
         Config::resolve(o).expect("test configuration is valid")
     }
+}
+
+/// Most password-checking threads (`login_threads`).
+const MAX_LOGIN_THREADS: usize = 64;
+
+/// One password-checking thread per CPU the process may use, at most 8: more would only
+/// queue inside the CPU, and each holds an argon2 working memory.
+fn default_login_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(8)
 }
 
 /// Most connection threads `worker_threads` accepts.
@@ -781,6 +936,26 @@ mod tests {
     }
 
     #[test]
+    fn a_public_admin_listener_needs_a_token_or_admin_insecure() {
+        let public = ["--upstream-login", "a", "--admin-listen", "0.0.0.0:8081"];
+        let e = Config::resolve(opts(&public)).unwrap_err();
+        assert_eq!(e.field, "admin_token");
+        let mut with_token = public.to_vec();
+        with_token.extend(["--admin-token", "t"]);
+        assert!(Config::resolve(opts(&with_token)).is_ok());
+        let mut insecure = public.to_vec();
+        insecure.push("--admin-insecure");
+        assert!(Config::resolve(opts(&insecure)).unwrap().admin_insecure);
+        let c = Config::resolve(opts(&["--upstream-login", "a"])).unwrap();
+        assert!(c.admin_token.is_none() && c.admin_listen.ip().is_loopback());
+        assert_eq!(c.upstream.deny_logins, ["guest"]);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+        let off =
+            Config::resolve(opts(&["--upstream-login", "a", "--idle-timeout", "0s"])).unwrap();
+        assert_eq!(off.idle_timeout, None);
+    }
+
+    #[test]
     fn flags_override_file_and_file_overrides_defaults() {
         let file: Options = toml::from_str("listen = \"127.0.0.1:9000\"\nws_path = \"/stomp\"\nupstream_login = \"f\"\nconnect_timeout = \"3s\"").unwrap();
         let c = Config::resolve(opts(&["--listen", "127.0.0.1:9001"]).merge(file)).unwrap();
@@ -803,6 +978,33 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(e.field, "sockjs_disable");
+    }
+
+    #[test]
+    fn sockjs_limits_have_defaults_flags_and_toml_keys() {
+        let c = Config::resolve(opts(&["--upstream-login", "a"])).unwrap();
+        assert_eq!(c.sockjs.max_sessions_per_address, 100);
+        assert_eq!(c.sockjs.body_timeout, Duration::from_secs(10));
+        assert_eq!(c.sockjs.inbound_bytes, 1024 * 1024);
+        assert!(!c.sockjs.originless_transports);
+        let file: Options = toml::from_str(
+            "sockjs_max_sessions_per_address = 7\nsockjs_body_timeout = \"2s\"\n\
+             sockjs_inbound_bytes = 4096\nsockjs_originless_transports = true",
+        )
+        .unwrap();
+        let c = Config::resolve(opts(&["--upstream-login", "a"]).merge(file)).unwrap();
+        assert_eq!(c.sockjs.max_sessions_per_address, 7);
+        assert_eq!(c.sockjs.body_timeout, Duration::from_secs(2));
+        assert_eq!(c.sockjs.inbound_bytes, 4096);
+        assert!(c.sockjs.originless_transports);
+        let args = [
+            "--upstream-login",
+            "a",
+            "--sockjs-max-sessions-per-address",
+            "0",
+        ];
+        let e = Config::resolve(opts(&args)).unwrap_err();
+        assert_eq!(e.field, "sockjs_max_sessions_per_address");
     }
 
     #[test]

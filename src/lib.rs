@@ -23,10 +23,12 @@
 //! | [`metrics`] | the Prometheus registry and the live-connection table |
 //! | [`admin`] | `/metrics`, `/healthz`, `/readyz`, `/connections` |
 //! | [`demo`] | the demo page (`demo/`), embedded and served at `/` with `--demo` |
+//! | [`healthcheck`] | `stompgate healthcheck`: one bounded GET of `/healthz` for container HEALTHCHECKs |
 
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod healthcheck;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

@@ -20,6 +20,9 @@ fn main() -> ExitCode {
             Err(e) => config_error(e),
         };
     }
+    if let Some(Tool::Healthcheck(args)) = &options.command {
+        return ExitCode::from(stompgate::healthcheck::run_cli(args));
+    }
     let check = options.check_config;
     let config = match Config::resolve(options) {
         Ok(c) => c,

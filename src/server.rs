@@ -445,6 +445,10 @@ impl Sessions {
             max_body_bytes: ws::max_message_bytes(limits.max_header_bytes, limits.max_body_bytes),
             // The relay decodes chunks and flushes per batch, like the WebSocket link.
             batch_messages: true,
+            // Sessions are bound to the credentials the policy reads from requests.
+            policy: self.ctx.policy.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            metrics: Some(self.ctx.metrics.clone()),
             ..SockjsOptions::default()
         };
         let origins = config.allowed_origins.clone();
@@ -581,6 +585,7 @@ impl Gateway {
     /// Binds the client listener(s) and the admin listener (port 0 allowed), loads TLS, and
     /// builds the [`RelayContext`].
     pub async fn bind(config: Arc<Config>) -> Result<Gateway, ServerError> {
+        warn_about_exposure(&config);
         let tls = match &config.tls {
             Some(settings) => Some(Arc::new(ServerTls::new(settings)?)),
             None => None,
@@ -720,6 +725,22 @@ impl Gateway {
         drop(self.shards);
         info!("drained");
         Ok(())
+    }
+}
+
+/// Start-up warnings for configurations that expose more than their owner may think.
+fn warn_about_exposure(config: &Config) {
+    if config.admin_insecure && config.admin_token.is_none() {
+        warn!(admin = %config.admin_listen, "--admin-insecure: the admin API is reachable beyond loopback without a token");
+    }
+    let public = |a: &SocketAddr| !a.ip().is_loopback();
+    let listens_beyond_loopback =
+        public(&config.listen) || config.tls_listen.as_ref().is_some_and(public);
+    if config.policy.is_none() && listens_beyond_loopback && config.allowed_origins.is_empty() {
+        warn!(
+            listen = %config.listen,
+            "static mode beyond loopback with no --allowed-origin: any page on any site can use the gateway's broker identity"
+        );
     }
 }
 

@@ -82,16 +82,36 @@ pub enum RefusedReason {
     Protocol,
     /// The broker could not be reached or refused the CONNECT.
     Upstream,
+    /// SockJS: a session id too long or outside `[A-Za-z0-9_-]` (404).
+    SockjsSessionId,
+    /// SockJS: the client address has its most sessions open (429).
+    SockjsAddressLimit,
+    /// SockJS: a POST body did not arrive in time (408).
+    SockjsBodyTimeout,
+    /// SockJS: a request without `Origin`, or cross-site, while a browser sends credentials on
+    /// its own (403).
+    SockjsOrigin,
+    /// SockJS: a request for a session with another credential or address than its creator's
+    /// (404, as for an unknown session).
+    SockjsBinding,
+    /// SockJS: a send found the session's inbound queue full for the send timeout (503).
+    SockjsInboundFull,
 }
 
 impl RefusedReason {
     /// Every reason, indexed by `as usize`.
-    pub const ALL: [RefusedReason; 5] = [
+    pub const ALL: [RefusedReason; 11] = [
         RefusedReason::Auth,
         RefusedReason::Acl,
         RefusedReason::Limit,
         RefusedReason::Protocol,
         RefusedReason::Upstream,
+        RefusedReason::SockjsSessionId,
+        RefusedReason::SockjsAddressLimit,
+        RefusedReason::SockjsBodyTimeout,
+        RefusedReason::SockjsOrigin,
+        RefusedReason::SockjsBinding,
+        RefusedReason::SockjsInboundFull,
     ];
 
     /// The `reason` label value.
@@ -102,6 +122,12 @@ impl RefusedReason {
             RefusedReason::Limit => "limit",
             RefusedReason::Protocol => "protocol",
             RefusedReason::Upstream => "upstream",
+            RefusedReason::SockjsSessionId => "sockjs_session_id",
+            RefusedReason::SockjsAddressLimit => "sockjs_address_limit",
+            RefusedReason::SockjsBodyTimeout => "sockjs_body_timeout",
+            RefusedReason::SockjsOrigin => "sockjs_origin",
+            RefusedReason::SockjsBinding => "sockjs_binding",
+            RefusedReason::SockjsInboundFull => "sockjs_inbound_full",
         }
     }
 }
@@ -121,7 +147,7 @@ pub struct Families {
     /// `stompgate_connections_closed_total{transport,reason}` (resolved once per close).
     pub connections_closed: IntCounterVec,
     /// `stompgate_sessions_refused_total{reason}`.
-    pub sessions_refused: [IntCounter; 5],
+    pub sessions_refused: [IntCounter; RefusedReason::ALL.len()],
     /// `stompgate_frames_total{direction,command}`.
     pub frames: ByCommand<IntCounter>,
     /// `stompgate_frame_bytes_total{direction,command}`.
@@ -150,6 +176,8 @@ pub struct Families {
     pub per_conn_frames: IntCounterVec,
     /// `stompgate_connection_bytes_total{connection,direction}` (opt-in).
     pub per_conn_bytes: IntCounterVec,
+    /// `stompgate_admin_requests_refused_total{reason}`.
+    pub admin_refused: IntCounterVec,
 }
 
 /// Frame sizes: 64 B .. 4 MiB (the default body limit).
@@ -189,7 +217,7 @@ impl Families {
             IntCounterVec::new(
                 opts(
                     "stompgate_sessions_refused_total",
-                    "Sessions refused, by reason (auth, acl, limit, protocol, upstream).",
+                    "Sessions refused, by reason (auth, acl, limit, protocol, upstream, sockjs_*).",
                 ),
                 &["reason"],
             )?,
@@ -347,6 +375,16 @@ impl Families {
                         "Frame bytes per live session (opt-in, capped).",
                     ),
                     &["connection", "direction"],
+                )?,
+            )?,
+            admin_refused: reg(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "stompgate_admin_requests_refused_total",
+                        "Admin API requests refused, by reason (host, unauthorized, no_token, origin, content_type).",
+                    ),
+                    &["reason"],
                 )?,
             )?,
             registry: r,

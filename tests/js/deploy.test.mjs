@@ -1,5 +1,6 @@
 // The deployment files stay in step with the binary: the ConfigMap's TOML passes
-// `--check-config`, and the probes point at admin endpoints that answer.
+// `--check-config`, and the probes point at admin endpoints that answer. (scripts/test-deploy.sh
+// goes further: it renders, validates and runs them.)
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,29 +29,38 @@ function blockScalar(yamlText, key) {
   return body.join('\n');
 }
 
-/** Every `path:` under an `httpGet` probe in a manifest. */
+/** Every `path:` under an `httpGet` probe, and every `healthcheck --url`, in a manifest. */
 function probePaths(yamlText) {
-  return [...yamlText.matchAll(/httpGet:\s*\n\s*path:\s*(\S+)/g)].map((m) => m[1]);
+  const http = [...yamlText.matchAll(/httpGet:\s*\n\s*path:\s*(\S+)/g)].map((m) => m[1]);
+  const exec = [...yamlText.matchAll(/"healthcheck", "--url", "http:\/\/127\.0\.0\.1:8081(\/[^"]*)"/g)]
+    .map((m) => m[1]);
+  return [...http, ...exec];
 }
 
 describe('deploy/', { skip: DIRECT_WS ? 'no gateway in direct mode' : false }, () => {
   test('the ConfigMap TOML passes --check-config', async (t) => {
     const dir = mkdtempSync(path.join(tmpdir(), 'stompgate-deploy-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const toml = blockScalar(readFileSync(path.join(K8S, 'configmap.yaml'), 'utf8'), 'stompgate.toml');
+    const toml = blockScalar(readFileSync(path.join(K8S, 'base', 'configmap.yaml'), 'utf8'), 'stompgate.toml');
     assert.match(toml, /upstream_passcode_file/);
     assert.doesNotMatch(toml, /^upstream_passcode\s*=/m, 'the passcode belongs in the Secret');
     const config = path.join(dir, 'stompgate.toml');
     const passcode = path.join(dir, 'passcode');
+    const token = path.join(dir, 'admin-token');
     writeFileSync(config, toml);
     writeFileSync(passcode, 'change-me\n', { mode: 0o600 });
-    // The Secret is mounted elsewhere in the pod; point the file option at a local copy.
-    const r = await runGateway(['--config', config, '--upstream-passcode-file', passcode, '--check-config']);
+    writeFileSync(token, 'change-me-too\n', { mode: 0o600 });
+    // The Secrets are mounted elsewhere in the pod; point the file options at local copies. The
+    // broker address is the container's STOMPGATE_UPSTREAM env in the manifests.
+    const r = await runGateway([
+      '--config', config, '--upstream-passcode-file', passcode, '--admin-token-file', token,
+      '--upstream', '127.0.0.1:61613', '--check-config',
+    ]);
     assert.equal(r.code, 0, `--check-config failed:\n${r.stdout}${r.stderr}`);
   });
 
   test('the probes in the manifests answer 200 on the admin listener', async (t) => {
-    const manifests = ['deployment.yaml', 'sidecar-rabbitmq.yaml']
+    const manifests = ['base/deployment.yaml', 'overlays/sidecar-rabbitmq/rabbitmq.yaml']
       .map((f) => readFileSync(path.join(K8S, f), 'utf8'));
     const paths = [...new Set(manifests.flatMap(probePaths))].sort();
     assert.deepEqual(paths, ['/healthz', '/readyz']);

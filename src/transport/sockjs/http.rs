@@ -24,8 +24,9 @@ pub const JAVASCRIPT: &str = "application/javascript; charset=UTF-8";
 pub const JSON: &str = "application/json; charset=UTF-8";
 /// HTML (iframe, htmlfile).
 pub const HTML: &str = "text/html; charset=UTF-8";
-/// Server-sent events.
-pub const EVENT_STREAM: &str = "text/event-stream; charset=UTF-8";
+/// Server-sent events: exactly this, as the protocol and sockjs-node send it (the format is
+/// UTF-8 by definition).
+pub const EVENT_STREAM: &str = "text/event-stream";
 
 /// A response with a complete body.
 pub fn full(
@@ -73,10 +74,12 @@ pub fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
     }
 }
 
-/// CORS: echo the `Origin` with credentials, or `*` without them for an absent or `null`
-/// origin (a browser rejects an echoed `null`); echo requested headers.
+/// CORS: echo the `Origin` with credentials, or `*` without them when there is none; echo
+/// requested headers. `Origin: null` (sandboxed iframes, `file://` pages) is echoed as
+/// sockjs-node does: only requests whose origin passed the allowlist get here, and `null`
+/// passes only an allowlist that names it (or none at all).
 pub fn cors(res: &mut HeaderMap, req: &HeaderMap) {
-    match req.get(header::ORIGIN).filter(|o| o.as_bytes() != b"null") {
+    match req.get(header::ORIGIN) {
         Some(origin) => {
             res.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             res.insert(
@@ -147,18 +150,37 @@ pub enum BodyError {
     /// The client went away or sent a malformed body.
     #[error("request body unreadable")]
     Unreadable,
+    /// The body did not arrive in time.
+    #[error("request body timed out")]
+    TimedOut,
 }
 
-/// Reads a whole request body of at most `limit` bytes.
-pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+/// Reads a whole request body of at most `limit` bytes within `timeout`.
+pub async fn read_body<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, BodyError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-        Err(_) => Err(BodyError::Unreadable),
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(BodyError::TimedOut),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Ok(Err(_)) => Err(BodyError::Unreadable),
+    }
+}
+
+/// The answer to a body that could not be read; a timed-out one also closes the connection
+/// (the rest of the body may still come and could not be told from the next request).
+pub fn body_error(e: &BodyError) -> Response<HttpBody> {
+    match e {
+        BodyError::TooLarge => text(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large."),
+        BodyError::Unreadable => text(StatusCode::BAD_REQUEST, "Unreadable body."),
+        BodyError::TimedOut => {
+            let mut res = text(StatusCode::REQUEST_TIMEOUT, "Request body timed out.");
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            res
+        }
     }
 }
 
@@ -233,6 +255,12 @@ mod tests {
         cors(&mut res, &req);
         assert_eq!(res[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
         assert!(res.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS).is_none());
+
+        req.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        let mut res = HeaderMap::new();
+        cors(&mut res, &req);
+        assert_eq!(res[header::ACCESS_CONTROL_ALLOW_ORIGIN], "null");
+        assert_eq!(res[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
 
         req.insert(header::ORIGIN, HeaderValue::from_static("http://a.example"));
         req.insert(

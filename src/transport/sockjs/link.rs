@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::session::Session;
+use super::session::{inbound_cost, Session};
 use super::RECV_BATCH_BYTES;
 use crate::transport::{ClientRx, ClientTx, CloseCode, LinkError, RecvBatch};
 
@@ -18,15 +18,31 @@ pub struct SockjsRx {
     batch: bool,
     /// Bytes the previous `recv` returned: what the next batch reserves room for.
     last_batch: usize,
+    /// The channel's byte budget, given back chunk by chunk as they are taken.
+    room: Arc<Semaphore>,
+    room_cap: usize,
 }
 
 impl SockjsRx {
-    pub(super) fn new(rx: mpsc::Receiver<Bytes>, batch: bool) -> SockjsRx {
+    pub(super) fn new(
+        rx: mpsc::Receiver<Bytes>,
+        batch: bool,
+        room: Arc<Semaphore>,
+        room_cap: usize,
+    ) -> SockjsRx {
         SockjsRx {
             rx,
             batch,
             last_batch: 0,
+            room,
+            room_cap,
         }
+    }
+
+    /// Gives a taken chunk's bytes back to the channel's budget.
+    fn release(&self, chunk: &Bytes) {
+        self.room
+            .add_permits(inbound_cost(chunk.len(), self.room_cap) as usize);
     }
 }
 
@@ -38,6 +54,7 @@ impl ClientRx for SockjsRx {
         let Some(first) = self.rx.recv().await else {
             return Ok(None);
         };
+        self.release(&first);
         if !self.batch {
             return Ok(Some(first));
         }
@@ -47,6 +64,7 @@ impl ClientRx for SockjsRx {
             let Ok(more) = self.rx.try_recv() else {
                 break;
             };
+            self.release(&more);
             batch.push(&more, self.last_batch);
         }
         self.last_batch = batch.len();

@@ -6,7 +6,10 @@
 //! | file | owns |
 //! |---|---|
 //! | `mod.rs` | [`Sockjs`]: routing under the prefix, origin checks, transport switches |
-//! | `session.rs` | sessions, their registry and expiry |
+//! | `options.rs` | [`SockjsOptions`]: limits and what the gateway tells the service |
+//! | `access.rs` | session ids, the browser rules, binding a session to its creator, per-address counts |
+//! | `session.rs` | one session: outbox, receiver, inbound queue, close |
+//! | `registry.rs` | sessions by id, their expiry |
 //! | `link.rs` | [`SockjsRx`] / [`SockjsTx`], the halves the relay drives |
 //! | `frames.rs` | `o` / `h` / `a[...]` / `c[...]` frames and SockJS JSON escaping |
 //! | `payload.rs` | decoding the client's JSON payloads into messages |
@@ -16,33 +19,47 @@
 //! | `info.rs` | greeting, `/info`, the iframe page, `OPTIONS` |
 //! | `http.rs` | CORS, caching, cookie headers, bounded bodies, query decoding |
 
+mod access;
 mod frames;
 mod http;
 mod info;
 mod link;
+mod options;
 mod payload;
 mod receive;
+mod registry;
 mod send;
 mod session;
 mod websocket;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use ::http::{Method, Request, Response, StatusCode};
+use ::http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+pub use access::MAX_SESSION_ID_BYTES;
 pub use frames::{close_frame, messages_frame, quote};
 pub use link::{SockjsRx, SockjsTx};
+pub use options::{SockjsOptions, DEFAULT_CLIENT_URL};
 
 use self::http as h;
 use crate::config::SockjsConfig;
+use crate::metrics::RefusedReason;
+use crate::policy::RequestCredentials;
 use crate::transport::{ClientLink, ClientMeta, HttpBody, TransportKind};
+use access::{AddressCounts, Binder};
 use receive::{Framer, Receiver};
+use registry::{Lookup, Registry};
 use send::SendKind;
-use session::{Lookup, Registry, SessionLimits};
+use session::{Owner, SessionLimits};
+
+/// Largest body of a receiving `POST` (`xhr`, `xhr_streaming`): clients send none.
+const RECEIVE_BODY_BYTES: usize = 4096;
+
+/// The transports that cannot carry `Origin` (besides the iframe page).
+const ORIGINLESS: [&str; 2] = ["jsonp", "htmlfile"];
 
 /// With `batch_messages`, a `recv` stops joining client messages once its chunk holds this
 /// many bytes (the plain WebSocket link's bound).
@@ -50,54 +67,6 @@ const RECV_BATCH_BYTES: usize = 64 * 1024;
 
 /// Called once per new SockJS session, as it opens; the callee runs the session.
 pub type SessionSink = Arc<dyn Fn(ClientLink<SockjsRx, SockjsTx>) + Send + Sync>;
-
-/// The `sockjs-client` the iframe page loads by default.
-pub const DEFAULT_CLIENT_URL: &str =
-    "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
-
-/// Limits and settings beyond [`SockjsConfig`]; the defaults suit the gateway.
-#[derive(Debug, Clone)]
-pub struct SockjsOptions {
-    /// Most live sessions (all transports); more are refused with 503. Default 100 000.
-    pub max_sessions: usize,
-    /// Largest `xhr_send` / `jsonp_send` body, and largest WebSocket message. Default 8 MiB.
-    pub max_body_bytes: usize,
-    /// Most messages queued for one client. Default 1024.
-    pub queue_messages: usize,
-    /// Most bytes queued for one client (one message is always admitted). Default 8 MiB.
-    pub queue_bytes: usize,
-    /// How long a send waits for queue room (or a WebSocket write) before the session is
-    /// closed as too slow. Default 10 s.
-    pub send_timeout: Duration,
-    /// Client messages buffered towards the relay per session (with `batch_messages`: client
-    /// sends, each one `xhr_send` body or one WebSocket read's worth). Default 256.
-    pub inbound_messages: usize,
-    /// The `sockjs-client` script URL in the iframe page. Default [`DEFAULT_CLIENT_URL`].
-    pub client_url: String,
-    /// Treat each session as a byte stream both ways, for a consumer that re-frames what it
-    /// reads and flushes what it sends (the STOMP relay). A [`SockjsRx::recv`] then returns
-    /// every client message already received, joined into one chunk, and a [`SockjsTx`] holds
-    /// the frames it is sent until its `flush`, so they reach the client as one `a[...]` frame:
-    /// the relay then writes one broker batch and one client write per burst, not one per
-    /// message. Off by default, for an application that reads one SockJS message per `recv`
-    /// and never flushes (the `sockjs_echo` example).
-    pub batch_messages: bool,
-}
-
-impl Default for SockjsOptions {
-    fn default() -> Self {
-        SockjsOptions {
-            max_sessions: 100_000,
-            max_body_bytes: 8 * 1024 * 1024,
-            queue_messages: 1024,
-            queue_bytes: 8 * 1024 * 1024,
-            send_timeout: Duration::from_secs(10),
-            inbound_messages: 256,
-            client_url: DEFAULT_CLIENT_URL.to_owned(),
-            batch_messages: false,
-        }
-    }
-}
 
 /// The SockJS service mounted under `config.path`.
 pub struct Sockjs {
@@ -108,6 +77,8 @@ pub struct Sockjs {
     options: SockjsOptions,
     limits: SessionLimits,
     registry: Arc<Registry>,
+    addresses: Arc<AddressCounts>,
+    binder: Binder,
     iframe: info::Iframe,
 }
 
@@ -118,7 +89,11 @@ enum Route<'a> {
     Info,
     Iframe,
     RawWebsocket,
-    Session { id: &'a str, transport: &'a str },
+    Session {
+        server: &'a str,
+        id: &'a str,
+        transport: &'a str,
+    },
     NotFound,
 }
 
@@ -142,7 +117,11 @@ fn route(rest: &str) -> Route<'_> {
         (Some(server), Some(id), Some(transport), None)
             if valid(server) && valid(id) && !transport.is_empty() =>
         {
-            Route::Session { id, transport }
+            Route::Session {
+                server,
+                id,
+                transport,
+            }
         }
         _ => Route::NotFound,
     }
@@ -177,9 +156,12 @@ impl Sockjs {
             queue_bytes: options.queue_bytes,
             send_timeout: options.send_timeout,
             inbound_messages: options.inbound_messages,
+            inbound_bytes: config.inbound_bytes.max(1),
             batch: options.batch_messages,
         };
         Arc::new(Sockjs {
+            addresses: AddressCounts::new(config.max_sessions_per_address),
+            binder: Binder::new(),
             prefix: config.path.trim_end_matches('/').to_owned(),
             iframe: info::Iframe::new(&options.client_url),
             config,
@@ -215,13 +197,25 @@ impl Sockjs {
         let get = req.method() == Method::GET;
         match route(rest) {
             Route::Greeting if get => info::greeting(),
+            Route::Iframe if self.originless_off() => h::not_found(),
             Route::Iframe if get => self.iframe.respond(req.headers()),
             Route::Greeting | Route::Iframe => h::method_not_allowed("GET"),
             Route::Info => self.info(&req),
             Route::RawWebsocket if self.disabled("websocket") => h::not_found(),
             Route::RawWebsocket if !get => h::method_not_allowed("GET"),
-            Route::RawWebsocket => self.websocket(req, peer, tls, true),
-            Route::Session { id, transport } => {
+            Route::RawWebsocket => match self.check_origin(req.headers()) {
+                Some(refused) => refused,
+                None => self.websocket(req, peer, tls, true),
+            },
+            Route::Session {
+                server,
+                id,
+                transport,
+            } => {
+                if !access::valid_id(server) || !access::valid_id(id) {
+                    let res = h::text(StatusCode::NOT_FOUND, "Invalid session id.");
+                    return self.refuse(RefusedReason::SockjsSessionId, res);
+                }
                 self.session_request(req, peer, tls, id, transport).await
             }
             Route::NotFound => h::not_found(),
@@ -232,9 +226,52 @@ impl Sockjs {
         self.config.disabled.iter().any(|d| d == transport)
     }
 
-    /// Whether the request's `Origin` (if any) is allowed.
-    fn origin_allowed(&self, req: &Request<Incoming>) -> bool {
-        let Some(origin) = req.headers().get(::http::header::ORIGIN) else {
+    /// Counts a refusal and passes its answer on.
+    fn refuse(&self, reason: RefusedReason, res: Response<HttpBody>) -> Response<HttpBody> {
+        if let Some(m) = &self.options.metrics {
+            m.session_refused(reason);
+        }
+        res
+    }
+
+    /// What the policy's backends read from requests (nothing without a policy).
+    fn credentials(&self) -> RequestCredentials {
+        self.options
+            .policy
+            .as_ref()
+            .map(|p| p.peek().request_credentials())
+            .unwrap_or_default()
+    }
+
+    /// Whether the Origin-less transports are off and session requests need an `Origin`: a
+    /// browser sends the configured credential on its own, and no override says otherwise.
+    fn originless_off(&self) -> bool {
+        !self.config.originless_transports && self.credentials().ambient()
+    }
+
+    /// The client address, behind trusted proxies.
+    fn client_ip(&self, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+        crate::metrics::client_ip(peer.ip(), headers, &self.options.trusted_proxies)
+    }
+
+    /// The refusal for a session request the origin rules forbid, if any: an `Origin` outside
+    /// the allowlist, or, while a browser sends credentials on its own, no `Origin` at all
+    /// (unless the browser says the request is same-origin).
+    fn check_origin(&self, headers: &HeaderMap) -> Option<Response<HttpBody>> {
+        if !self.origin_allowed(headers) {
+            return Some(self.refuse(RefusedReason::SockjsOrigin, Self::forbidden()));
+        }
+        if self.originless_off() && !access::browser_request_allowed(headers) {
+            let res = h::text(StatusCode::FORBIDDEN, "Origin required.");
+            return Some(self.refuse(RefusedReason::SockjsOrigin, res));
+        }
+        None
+    }
+
+    /// Whether the request's `Origin` (if any) is allowed. `null` passes only a list that
+    /// names it (or no list).
+    fn origin_allowed(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(::http::header::ORIGIN) else {
             return true;
         };
         self.allowed_origins.is_empty()
@@ -251,7 +288,7 @@ impl Sockjs {
     fn info(&self, req: &Request<Incoming>) -> Response<HttpBody> {
         match *req.method() {
             Method::OPTIONS => info::options(req.headers(), "OPTIONS, GET"),
-            Method::GET if !self.origin_allowed(req) => Self::forbidden(),
+            Method::GET if !self.origin_allowed(req.headers()) => Self::forbidden(),
             Method::GET => info::info(
                 req.headers(),
                 !self.disabled("websocket"),
@@ -264,7 +301,9 @@ impl Sockjs {
     /// The methods a session transport accepts and whether it is switched on; `None` for an
     /// unknown transport.
     fn transport_methods(&self, transport: &str) -> Option<(&'static str, bool)> {
-        let on = |t: &str| !self.disabled(t);
+        let originless_off = self.originless_off();
+        let off_here = |t: &str| originless_off && ORIGINLESS.contains(&t);
+        let on = |t: &str| !self.disabled(t) && !off_here(t);
         Some(match transport {
             "xhr" | "xhr_streaming" => ("OPTIONS, POST", on(transport)),
             "xhr_send" => (
@@ -299,17 +338,17 @@ impl Sockjs {
         if !methods.split(", ").any(|m| m == method.as_str()) {
             return h::method_not_allowed(methods);
         }
+        if let Some(refused) = self.check_origin(req.headers()) {
+            return refused;
+        }
         if transport == "websocket" {
             return self.websocket(req, peer, tls, false);
         }
-        if !self.origin_allowed(&req) {
-            return Self::forbidden();
-        }
         let req_headers = req.headers().clone();
         let mut res = if let Some(recv) = Receiver::from_name(transport) {
-            self.receive(req, peer, tls, id, recv)
+            self.receive(req, peer, tls, id, recv).await
         } else if let Some(kind) = SendKind::from_name(transport) {
-            self.send(req, id, kind).await
+            self.send(req, peer, id, kind).await
         } else {
             h::not_found()
         };
@@ -328,7 +367,7 @@ impl Sockjs {
 
     /// What the relay learns about the client from the session-creating request.
     fn meta(
-        req: &Request<Incoming>,
+        parts: &::http::request::Parts,
         peer: SocketAddr,
         tls: bool,
         transport: TransportKind,
@@ -337,14 +376,26 @@ impl Sockjs {
             peer,
             transport,
             tls,
-            headers: req.headers().clone(),
-            query: req.uri().query().map(str::to_owned),
+            headers: parts.headers.clone(),
+            query: parts.uri.query().map(str::to_owned),
             client_cert: None,
         }
     }
 
-    /// A receiving request: validates the callback, finds or opens the session, streams.
-    fn receive(
+    /// Reads a request body within the body timeout; the refusal to answer with otherwise.
+    async fn body(&self, body: Incoming, limit: usize) -> Result<bytes::Bytes, Response<HttpBody>> {
+        match h::read_body(body, limit, self.config.body_timeout).await {
+            Ok(bytes) => Ok(bytes),
+            Err(e @ h::BodyError::TimedOut) => {
+                Err(self.refuse(RefusedReason::SockjsBodyTimeout, h::body_error(&e)))
+            }
+            Err(e) => Err(h::body_error(&e)),
+        }
+    }
+
+    /// A receiving request: validates the callback, finds or opens the session (bound to its
+    /// creator, under the per-address cap), streams.
+    async fn receive(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
@@ -365,33 +416,83 @@ impl Sockjs {
                 Some(c) => callback = c,
             }
         }
+        let (parts, body) = req.into_parts();
+        if parts.method == Method::POST {
+            if let Err(refused) = self.body(body, RECEIVE_BODY_BYTES).await {
+                return refused;
+            }
+        }
+        let client = self.client_ip(&parts.headers, peer);
+        let binding = self
+            .binder
+            .bind(&self.credentials(), &parts.headers, client);
+        let owner = || {
+            let address = self.addresses.admit(client)?;
+            Some(Owner {
+                binding: Some(binding.clone()),
+                address: Some(address),
+            })
+        };
         let max = self.options.max_sessions;
-        let session = match self.registry.get_or_create(id, &self.limits, max) {
+        let session = match self.registry.get_or_create(id, &self.limits, max, owner) {
+            Lookup::Existing(s) if !s.bound_to(&binding) => {
+                return self.refuse(RefusedReason::SockjsBinding, h::not_found());
+            }
             Lookup::Existing(s) => s,
             Lookup::Created(s, rx, tx) => {
-                let meta = Self::meta(&req, peer, tls, recv.kind());
+                let meta = Self::meta(&parts, peer, tls, recv.kind());
                 (self.on_session)(ClientLink { rx, tx, meta });
                 s
             }
-            Lookup::Full => return h::text(StatusCode::SERVICE_UNAVAILABLE, "Too many sessions."),
+            Lookup::Full => return self.too_many_sessions(),
+            Lookup::AddressFull => return self.too_many_from_address(),
         };
         let framer = Framer::new(recv, callback);
         receive::receive(&session, framer, self.config.response_limit)
     }
 
-    /// A sending request: the session must exist; the body is bounded.
-    async fn send(&self, req: Request<Incoming>, id: &str, kind: SendKind) -> Response<HttpBody> {
+    fn too_many_sessions(&self) -> Response<HttpBody> {
+        let res = h::text(StatusCode::SERVICE_UNAVAILABLE, "Too many sessions.");
+        self.refuse(RefusedReason::Limit, res)
+    }
+
+    fn too_many_from_address(&self) -> Response<HttpBody> {
+        let res = h::text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sessions from this address.",
+        );
+        self.refuse(RefusedReason::SockjsAddressLimit, res)
+    }
+
+    /// A sending request: the session must exist and belong to the sender; the body is
+    /// bounded in size and time.
+    async fn send(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        id: &str,
+        kind: SendKind,
+    ) -> Response<HttpBody> {
         let Some(session) = self.registry.get(id) else {
             return h::not_found();
         };
         let (parts, body) = req.into_parts();
-        match h::read_body(body, self.options.max_body_bytes).await {
-            Ok(bytes) => send::deliver(&session, kind, &parts.headers, bytes).await,
-            Err(h::BodyError::TooLarge) => {
-                h::text(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large.")
-            }
-            Err(h::BodyError::Unreadable) => h::text(StatusCode::BAD_REQUEST, "Unreadable body."),
+        let client = self.client_ip(&parts.headers, peer);
+        let binding = self
+            .binder
+            .bind(&self.credentials(), &parts.headers, client);
+        if !session.bound_to(&binding) {
+            return self.refuse(RefusedReason::SockjsBinding, h::not_found());
         }
+        let bytes = match self.body(body, self.options.max_body_bytes).await {
+            Ok(bytes) => bytes,
+            Err(refused) => return refused,
+        };
+        let res = send::deliver(&session, kind, &parts.headers, bytes).await;
+        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+            return self.refuse(RefusedReason::SockjsInboundFull, res);
+        }
+        res
     }
 
     /// The `websocket` transport (`raw == false`) or the raw endpoint.
@@ -402,14 +503,27 @@ impl Sockjs {
         tls: bool,
         raw: bool,
     ) -> Response<HttpBody> {
-        if !self.origin_allowed(&req) {
-            return Self::forbidden();
-        }
         if self.session_count() >= self.options.max_sessions {
-            return h::text(StatusCode::SERVICE_UNAVAILABLE, "Too many sessions.");
+            return self.too_many_sessions();
         }
-        let meta = Self::meta(&req, peer, tls, TransportKind::SockjsWebsocket);
-        websocket::upgrade(self.clone(), req, meta, raw)
+        let client = self.client_ip(req.headers(), peer);
+        let Some(address) = self.addresses.admit(client) else {
+            return self.too_many_from_address();
+        };
+        let meta = ClientMeta {
+            peer,
+            transport: TransportKind::SockjsWebsocket,
+            tls,
+            headers: req.headers().clone(),
+            query: req.uri().query().map(str::to_owned),
+            client_cert: None,
+        };
+        websocket::upgrade(self.clone(), req, meta, raw, Some(address))
+    }
+
+    /// Open SockJS sessions from `ip`'s address (IPv6: its /64).
+    pub fn sessions_from(&self, ip: IpAddr) -> usize {
+        self.addresses.count(ip)
     }
 }
 
@@ -432,6 +546,7 @@ mod tests {
         assert_eq!(
             route("/000/abc/xhr"),
             Route::Session {
+                server: "000",
                 id: "abc",
                 transport: "xhr"
             }

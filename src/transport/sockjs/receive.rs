@@ -185,14 +185,21 @@ pub fn receive(
     res
 }
 
-/// A response carrying the prelude and one frame, with no session involved.
+/// A response carrying the prelude and one frame, with no session involved. Streamed as
+/// sockjs-node does (chunked: the prelude, the frame, the end), not as one sized body: a
+/// client reading the stream incrementally handles it like any other receiving response.
 fn one_frame(framer: &Framer, frame: &str) -> Response<HttpBody> {
-    let mut bytes = framer.prelude().map(Vec::from).unwrap_or_default();
-    bytes.extend_from_slice(&framer.wrap(frame.to_owned()));
-    start_response(
-        framer,
-        http_body_util::Full::new(Bytes::from(bytes)).boxed(),
-    )
+    let chunks: Vec<Bytes> = framer
+        .prelude()
+        .into_iter()
+        .chain(std::iter::once(framer.wrap(frame.to_owned())))
+        .collect();
+    let stream = futures_util::stream::iter(
+        chunks
+            .into_iter()
+            .map(|b| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b))),
+    );
+    start_response(framer, StreamBody::new(stream).boxed())
 }
 
 /// Writes frames for receiver `id` until done, then detaches it.

@@ -1,23 +1,24 @@
-//! SockJS sessions: the state one session shares between its HTTP requests (or its WebSocket),
-//! and the registry of polling/streaming sessions with their expiry. The halves the relay
-//! drives, [`SockjsRx`] / [`SockjsTx`], are in `link.rs`.
+//! SockJS sessions: the state one session shares between its HTTP requests (or its WebSocket).
+//! The registry of sessions by id is in `registry.rs`; the halves the relay drives,
+//! [`SockjsRx`] / [`SockjsTx`], are in `link.rs`.
 //!
 //! A session outlives any single request: messages for the client wait in a bounded outbox
 //! until a receiving request (at most one at a time) takes them. A session with no receiving
 //! request for `disconnect_delay` expires; its [`SockjsRx`] then ends, so the relay closes the
 //! broker connection.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::access::{AddressSlot, Binding};
 use super::frames;
 use super::link::{SockjsRx, SockjsTx};
 use super::payload::Messages;
@@ -38,6 +39,9 @@ pub(crate) struct SessionLimits {
     pub send_timeout: Duration,
     /// Capacity of the client-to-relay message channel.
     pub inbound_messages: usize,
+    /// Most bytes in the client-to-relay channel (one chunk larger than this is admitted into
+    /// an empty channel).
+    pub inbound_bytes: usize,
     /// Whether the session batches both ways (`SockjsOptions::batch_messages`).
     pub batch: bool,
 }
@@ -80,6 +84,23 @@ struct State {
 /// Decrements the live-session count when the session is dropped.
 struct LiveGuard(Arc<AtomicUsize>);
 
+/// Who a session belongs to and where it is counted, from the request that opened it.
+#[derive(Default)]
+pub(crate) struct Owner {
+    /// The creator's credential or address; `None` for WebSocket sessions, which no other
+    /// request can reach.
+    pub binding: Option<Binding>,
+    /// The session's place under the per-address cap, given back when the session drops.
+    #[allow(dead_code)] // held for its `Drop`
+    pub address: Option<AddressSlot>,
+}
+
+/// What a chunk of `len` bytes takes from an inbound byte budget of `cap`: never more than the
+/// whole budget, so one large chunk still fits into an empty channel.
+pub(crate) fn inbound_cost(len: usize, cap: usize) -> u32 {
+    u32::try_from(len.min(cap)).unwrap_or(u32::MAX)
+}
+
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
@@ -91,14 +112,27 @@ pub(crate) struct Session {
     state: Mutex<State>,
     changed: watch::Sender<()>,
     limits: SessionLimits,
+    /// Room left in the client-to-relay channel, in bytes ([`inbound_cost`]).
+    inbound_room: Arc<Semaphore>,
+    owner: Owner,
     _live: LiveGuard,
 }
 
 impl Session {
     /// A new session and the relay's halves of it; counts itself in `live`.
+    #[cfg(test)]
     pub fn new(
         limits: SessionLimits,
         live: &Arc<AtomicUsize>,
+    ) -> (Arc<Session>, SockjsRx, SockjsTx) {
+        Self::owned(limits, live, Owner::default())
+    }
+
+    /// [`Session::new`] for the creator `owner`.
+    pub fn owned(
+        limits: SessionLimits,
+        live: &Arc<AtomicUsize>,
+        owner: Owner,
     ) -> (Arc<Session>, SockjsRx, SockjsTx) {
         live.fetch_add(1, Ordering::Relaxed);
         let (in_tx, in_rx) = mpsc::channel(limits.inbound_messages.max(1));
@@ -112,13 +146,21 @@ impl Session {
             closed: None,
             inbound: Some(in_tx),
         };
+        let room_bytes = inbound_cost(usize::MAX, limits.inbound_bytes) as usize;
         let session = Arc::new(Session {
             state: Mutex::new(state),
             changed: watch::channel(()).0,
+            inbound_room: Arc::new(Semaphore::new(room_bytes)),
             limits,
+            owner,
             _live: LiveGuard(live.clone()),
         });
-        let rx = SockjsRx::new(in_rx, session.limits.batch);
+        let rx = SockjsRx::new(
+            in_rx,
+            session.limits.batch,
+            session.inbound_room.clone(),
+            session.limits.inbound_bytes,
+        );
         let tx = SockjsTx::new(session.clone());
         (session, rx, tx)
     }
@@ -126,6 +168,15 @@ impl Session {
     /// The session's limits.
     pub fn limits(&self) -> &SessionLimits {
         &self.limits
+    }
+
+    /// Whether a request with `binding` may use this session: its creator's credential (or
+    /// address). A session without a binding (WebSocket) is reachable by no other request.
+    pub fn bound_to(&self, binding: &Binding) -> bool {
+        self.owner
+            .binding
+            .as_ref()
+            .is_some_and(|b| b.matches(binding))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -226,10 +277,23 @@ impl Session {
         Ok(())
     }
 
+    /// Queues one chunk for the relay once the channel has room for its bytes and a slot,
+    /// waiting at most the send timeout. The bytes' permits go with the chunk; the relay's
+    /// [`SockjsRx`] gives them back as it takes it.
     async fn send_inbound(&self, tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> Result<(), LinkError> {
-        match tokio::time::timeout(self.limits.send_timeout, tx.send(chunk)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(LinkError::Gone),
+        let cost = inbound_cost(chunk.len(), self.limits.inbound_bytes);
+        let send = async {
+            let permit = self
+                .inbound_room
+                .acquire_many(cost)
+                .await
+                .map_err(|_| LinkError::Gone)?;
+            tx.send(chunk).await.map_err(|_| LinkError::Gone)?;
+            permit.forget();
+            Ok(())
+        };
+        match tokio::time::timeout(self.limits.send_timeout, send).await {
+            Ok(result) => result,
             Err(_) => Err(LinkError::Overflow),
         }
     }
@@ -277,7 +341,7 @@ impl Session {
     }
 
     /// When the session expires unless a receiver attaches first.
-    fn expiry(&self) -> Option<Instant> {
+    pub(super) fn expiry(&self) -> Option<Instant> {
         let st = self.lock();
         match st.receiver {
             Some(_) => None,
@@ -376,94 +440,6 @@ impl Session {
     }
 }
 
-/// The registry of polling and streaming sessions by session id.
-pub(crate) struct Registry {
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
-    live: Arc<AtomicUsize>,
-}
-
-/// A session looked up or created by [`Registry::get_or_create`].
-pub(crate) enum Lookup {
-    /// It existed.
-    Existing(Arc<Session>),
-    /// It was created; the relay's halves are here for the sink.
-    Created(Arc<Session>, SockjsRx, SockjsTx),
-    /// The session cap is reached.
-    Full,
-}
-
-impl Registry {
-    /// An empty registry.
-    pub fn new() -> Arc<Registry> {
-        Arc::new(Registry {
-            sessions: Mutex::new(HashMap::new()),
-            live: Arc::new(AtomicUsize::new(0)),
-        })
-    }
-
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Sessions alive now (registered ones and WebSocket ones, until the relay drops them).
-    pub fn live(&self) -> &Arc<AtomicUsize> {
-        &self.live
-    }
-
-    /// The registered session `id`.
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.map().get(id).cloned()
-    }
-
-    /// The session `id`, created (and watched for expiry) when unknown and under `max`.
-    pub fn get_or_create(self: &Arc<Self>, id: &str, limits: &SessionLimits, max: usize) -> Lookup {
-        let mut map = self.map();
-        if let Some(s) = map.get(id) {
-            return Lookup::Existing(s.clone());
-        }
-        if self.live.load(Ordering::Relaxed) >= max {
-            return Lookup::Full;
-        }
-        let (session, rx, tx) = Session::new(limits.clone(), &self.live);
-        map.insert(id.to_owned(), session.clone());
-        drop(map);
-        tokio::spawn(watch_expiry(self.clone(), id.to_owned(), session.clone()));
-        Lookup::Created(session, rx, tx)
-    }
-
-    fn remove(&self, id: &str, session: &Arc<Session>) {
-        let mut map = self.map();
-        if map.get(id).is_some_and(|s| Arc::ptr_eq(s, session)) {
-            map.remove(id);
-        }
-    }
-}
-
-/// Expires `session` once it has had no receiver for the disconnect delay.
-async fn watch_expiry(registry: Arc<Registry>, id: String, session: Arc<Session>) {
-    let mut changes = session.subscribe();
-    loop {
-        changes.borrow_and_update();
-        match session.expiry() {
-            Some(at) if at <= Instant::now() => break,
-            Some(at) => {
-                tokio::select! {
-                    _ = changes.changed() => {}
-                    () = tokio::time::sleep_until(at) => {}
-                }
-            }
-            None => {
-                if changes.changed().await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    tracing::debug!(session = %id, "sockjs session expired");
-    registry.remove(&id, &session);
-    session.expire();
-}
-
 /// Session fixtures shared by this module's tests and the links'.
 #[cfg(test)]
 pub(super) mod test_support {
@@ -478,6 +454,7 @@ pub(super) mod test_support {
             queue_bytes: 10,
             send_timeout: Duration::from_secs(1),
             inbound_messages,
+            inbound_bytes: 1024 * 1024,
             batch,
         }
     }
@@ -558,6 +535,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn inbound_queue_is_bounded_in_bytes_not_only_in_chunks() {
+        let live = Arc::new(AtomicUsize::new(0));
+        let mut l = limits();
+        l.inbound_messages = 100;
+        l.inbound_bytes = 10;
+        let (s, mut rx, _tx) = Session::new(l, &live);
+        s.push_inbound(["123456"].into_iter().collect())
+            .await
+            .unwrap();
+        // 6 + 6 bytes exceed 10 although 98 chunk slots are free: the send times out.
+        let err = s.push_inbound(["abcdef"].into_iter().collect()).await;
+        assert!(matches!(err, Err(LinkError::Overflow)), "{err:?}");
+        assert_eq!(
+            rx.recv().await.unwrap(),
+            Some(Bytes::from_static(b"123456"))
+        );
+        // Taken by the relay, its bytes are free again; a chunk over the cap fits alone.
+        s.push_inbound(["0123456789abc"].into_iter().collect())
+            .await
+            .unwrap();
+        assert_eq!(rx.recv().await.unwrap().unwrap().len(), 13);
+        s.push_inbound(["x"].into_iter().collect()).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn full_outbox_overflows_after_send_timeout() {
         let live = Arc::new(AtomicUsize::new(0));
         let (s, _rx, mut tx) = Session::new(limits(), &live);
@@ -580,27 +582,6 @@ mod tests {
         assert!(matches!(next(&s).await, Event::Messages(m) if m[0].len() == 64));
         waiting.await.unwrap().unwrap();
         assert_eq!(next(&s).await, Event::Messages(vec!["y".into()]));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn registry_expires_sessions_without_receiver() {
-        let reg = Registry::new();
-        let Lookup::Created(s, mut rx, _tx) = reg.get_or_create("id", &limits(), 10) else {
-            panic!("must create")
-        };
-        let Attach::Attached(id) = s.attach() else {
-            panic!("must attach")
-        };
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert!(reg.get("id").is_some(), "attached sessions do not expire");
-        s.detach(id, false);
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        assert!(reg.get("id").is_none());
-        assert_eq!(rx.recv().await.unwrap(), None);
-        assert!(matches!(
-            reg.get_or_create("other", &limits(), 0),
-            Lookup::Full
-        ));
     }
 
     #[tokio::test]

@@ -17,14 +17,20 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::access::AddressSlot;
 use super::http as h;
 use super::payload::{parse_messages, Messages};
-use super::session::{Attach, Event, Session};
+use super::session::{Attach, Event, Owner, Session};
 use super::{frames, Sockjs, RECV_BATCH_BYTES};
 use crate::transport::{ws, ClientLink, ClientMeta, HttpBody};
 
 /// Time allowed between the 101 response and the upgraded connection being handed over.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a session the gateway closed waits for the client's Close before dropping the
+/// socket (RFC 6455 §5.5.1: the TCP close follows both Close frames).
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Time allowed for flushing the Close reply after the client closed.
+const CLOSE_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why an upgrade request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +93,7 @@ pub fn upgrade(
     mut req: Request<Incoming>,
     meta: ClientMeta,
     raw: bool,
+    address: Option<AddressSlot>,
 ) -> Response<HttpBody> {
     let accept = match check_handshake(req.headers()) {
         Ok(a) => a,
@@ -104,7 +111,12 @@ pub fn upgrade(
         let config = ws::ws_config(sockjs.options.max_body_bytes);
         let io = ws::ReadAhead::new(TokioIo::new(upgraded));
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        let (session, rx, tx) = Session::new(sockjs.limits.clone(), sockjs.registry.live());
+        let owner = Owner {
+            binding: None,
+            address,
+        };
+        let (session, rx, tx) =
+            Session::owned(sockjs.limits.clone(), sockjs.registry.live(), owner);
         (sockjs.on_session)(ClientLink { rx, tx, meta });
         run(ws, &session, raw).await;
     });
@@ -170,8 +182,29 @@ where
     // The client is gone or the session is over: either way the relay's receiving half ends.
     session.detach(id, matches!(end, End::Client));
     session.close(1000, "Normal closure");
-    if matches!(end, End::Closed) {
-        let _ = tokio::time::timeout(send_timeout, sink.close()).await;
+    match end {
+        End::Closed => {
+            // Our Close goes out (the raw endpoint's carries the session's code), then the
+            // socket stays open until the client's Close comes back, bounded.
+            let _ = tokio::time::timeout(send_timeout, sink.close()).await;
+            let _ = tokio::time::timeout(CLOSE_LINGER, await_close(&mut stream)).await;
+        }
+        // A Close from the client was answered by tungstenite; push the answer out.
+        End::Client => {
+            let _ = tokio::time::timeout(CLOSE_REPLY_TIMEOUT, sink.flush()).await;
+        }
+    }
+}
+
+/// Reads until the client's Close (or the end of the stream), dropping anything before it.
+async fn await_close<S>(stream: &mut S)
+where
+    S: Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    while let Some(Ok(msg)) = stream.next().await {
+        if msg.is_close() {
+            return;
+        }
     }
 }
 
