@@ -402,6 +402,12 @@ pub struct Options {
         value_delimiter = ','
     )]
     pub admin_allowed_origins: Option<Vec<String>>,
+
+    /// Broker dialect for policy checks: `rabbitmq`, `activemq` or `generic` (destination
+    /// grammar and guarded headers). Default: from CONNECTED's `server` header, `generic` when
+    /// it names neither.
+    #[arg(long, env = "STOMPGATE_BROKER", value_enum)]
+    pub broker: Option<crate::policy::Dialect>,
 }
 
 /// Tools built into the binary.
@@ -445,6 +451,7 @@ impl Options {
             sockjs_max_sessions_per_address, sockjs_body_timeout, sockjs_inbound_bytes,
             sockjs_originless_transports,
         );
+        merge_fields!(self, file; broker);
         self
     }
 
@@ -622,6 +629,8 @@ pub struct Config {
     pub admin_allowed_hosts: Vec<String>,
     /// `Origin`s allowed on state-changing admin requests.
     pub admin_allowed_origins: Vec<String>,
+    /// Broker dialect for policy checks (`None`: detected per session from CONNECTED).
+    pub broker: Option<crate::policy::Dialect>,
 }
 
 const SOCKJS_TRANSPORTS: [&str; 6] = [
@@ -848,6 +857,7 @@ impl Config {
             admin_insecure,
             admin_allowed_hosts: o.admin_allowed_hosts.unwrap_or_default(),
             admin_allowed_origins: o.admin_allowed_origins.unwrap_or_default(),
+            broker: o.broker,
         })
     }
 
@@ -1009,5 +1019,21 @@ mod tests {
         ]))
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn broker_dialect_from_flag_and_file() {
+        use crate::policy::Dialect;
+        let base = ["--upstream-login", "a"];
+        let c = Config::resolve(opts(&base)).unwrap();
+        assert_eq!(c.broker, None, "detected per session when unset");
+        let mut args = base.to_vec();
+        args.extend(["--broker", "activemq"]);
+        let c = Config::resolve(opts(&args)).unwrap();
+        assert_eq!(c.broker, Some(Dialect::ActiveMq));
+        let file: Options = toml::from_str("broker = \"rabbitmq\"").unwrap();
+        let c = Config::resolve(opts(&base).merge(file)).unwrap();
+        assert_eq!(c.broker, Some(Dialect::RabbitMq));
+        assert!(toml::from_str::<Options>("broker = \"kafka\"").is_err());
     }
 }

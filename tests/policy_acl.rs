@@ -102,14 +102,22 @@ fn placeholder_values_are_literal_so_they_cannot_widen_a_glob() {
     let dir = TempDir::new();
     let p = dir.policy(ACL_POLICY);
     let star = id("*", &["user"]);
-    assert!(allowed(&p, &star, Command::Send, "/queue/user.*.in"));
+    // A value with a character some broker reads as a wildcard fails closed under the
+    // generic grammar; RabbitMQ reads `*` in a queue name literally, so there it matches itself.
+    assert!(!allowed(&p, &star, Command::Send, "/queue/user.*.in"));
+    let f = Frame::new(Command::Send).with_header("destination", "/queue/user.*.in");
+    let rabbit = stompgate::policy::Dialect::RabbitMq;
+    assert!(p
+        .check_client_frame(&star, &f, f.header_bytes("destination"), rabbit, true)
+        .is_ok());
     assert!(!allowed(&p, &star, Command::Send, "/queue/user.bob.in"));
     let stars = id("**", &["user"]);
     assert!(!allowed(&p, &stars, Command::Send, "/queue/user.a/b.in"));
     let mut sneaky = id("t", &["tenant"]);
     sneaky.claims.insert("tenant".into(), "*".into());
     assert!(!allowed(&p, &sneaky, Command::Subscribe, "/topic/acme/x"));
-    assert!(allowed(&p, &sneaky, Command::Subscribe, "/topic/*/x"));
+    // On a broker `*` in a subscribed topic is a wildcard over every tenant: refused.
+    assert!(!allowed(&p, &sneaky, Command::Subscribe, "/topic/*/x"));
 }
 
 #[test]

@@ -106,6 +106,8 @@ pub struct Denied {
     pub command: Command,
     /// The destination as the client sent it (shortened), if there was exactly one.
     pub destination: Option<String>,
+    /// The guarded header at fault (shortened), for the header kinds.
+    pub header: Option<String>,
     /// Why.
     pub kind: DeniedKind,
 }
@@ -119,6 +121,12 @@ pub enum DeniedKind {
     MissingDestination,
     /// The frame had more than one `destination` header (ARCHITECTURE.md invariant 3).
     AmbiguousDestination,
+    /// The broker dialect has no such destination (unknown prefix, empty name).
+    UnknownDestination,
+    /// A header that reaches another broker resource, not allowed by the deciding rule.
+    HeaderNotAllowed,
+    /// A guarded header repeated, or in another letter case than the broker's.
+    AmbiguousHeader,
 }
 
 impl Denied {
@@ -128,6 +136,9 @@ impl Denied {
             DeniedKind::NotAllowed => "acl_denied",
             DeniedKind::MissingDestination => "missing_destination",
             DeniedKind::AmbiguousDestination => "ambiguous_destination",
+            DeniedKind::UnknownDestination => "unknown_destination",
+            DeniedKind::HeaderNotAllowed => "header_denied",
+            DeniedKind::AmbiguousHeader => "ambiguous_header",
         }
     }
 }
@@ -148,6 +159,24 @@ impl fmt::Display for Denied {
                 f,
                 "access refused: {} with more than one destination header",
                 self.command
+            ),
+            (DeniedKind::UnknownDestination, d) => write!(
+                f,
+                "access refused: {} to {}: not a destination this broker has",
+                self.command,
+                d.as_deref().unwrap_or("")
+            ),
+            (DeniedKind::HeaderNotAllowed, _) => write!(
+                f,
+                "access refused: {} with header `{}` is not allowed",
+                self.command,
+                self.header.as_deref().unwrap_or("")
+            ),
+            (DeniedKind::AmbiguousHeader, _) => write!(
+                f,
+                "access refused: {} with a repeated or odd-case `{}` header",
+                self.command,
+                self.header.as_deref().unwrap_or("")
             ),
         }
     }
@@ -289,6 +318,7 @@ mod tests {
         let d = Denied {
             command: Command::Send,
             destination: Some("/queue/x".into()),
+            header: None,
             kind: DeniedKind::NotAllowed,
         };
         assert_eq!(

@@ -14,7 +14,9 @@
 //! 4. for every later client frame: `policy.check_frame(&identity, &frame)` (with the policy
 //!    current at that time; the session keeps its `identity`). The relay, which refuses a
 //!    repeated `destination` itself, looks the header up once (`Frame::first_header`) and
-//!    calls `policy.check_destination(&identity, command, destination)`, the same check.
+//!    calls `policy.check_client_frame(&identity, &frame, destination, dialect, hint)`: the
+//!    destination read with the broker's grammar ([`destination`]) and the headers that
+//!    reach other resources ([`guarded`]).
 //!
 //! File formats and semantics: `docs/policy.md`.
 
@@ -22,7 +24,9 @@ mod acl;
 mod backend;
 mod cli;
 mod credentials;
+pub mod destination;
 mod error;
+pub mod guarded;
 mod handle;
 mod identity;
 mod jwt;
@@ -36,10 +40,11 @@ mod sources;
 mod template;
 mod users;
 
-pub use acl::glob_match;
+pub use acl::{glob_match, glob_match_reserved};
 pub use backend::{login_denied, Revoked};
 pub use cli::{hash_password_cli, hash_password_io, HashPasswordArgs};
 pub use credentials::claimed_user;
+pub use destination::Dialect;
 pub use error::{AuthError, Denied, DeniedKind, PolicyError};
 pub use handle::PolicyHandle;
 pub use identity::{AuthSource, Identity};

@@ -164,7 +164,8 @@ impl Policy {
     }
 
     /// The destination ACL for a frame's `destination` as found by a caller that has already
-    /// refused a repeated one (the relay: one pass over the header lines for both).
+    /// refused a repeated one, read with the generic dialect; headers are not looked at. The
+    /// relay uses [`Policy::check_client_frame`].
     pub fn check_destination(
         &self,
         id: &Identity,
@@ -172,6 +173,22 @@ impl Policy {
         destination: Option<&[u8]>,
     ) -> Result<(), Denied> {
         self.acl.check_raw(id, command, destination)
+    }
+
+    /// The whole per-frame check of the Connected state under the broker's `dialect`: the
+    /// destination (found, and refused when repeated, by the caller) read with the dialect's
+    /// grammar, and the headers that reach other broker resources (looked at unless the caller
+    /// saw that none could be one: `may_carry_guarded`, see [`super::guarded::may_be_guarded`]).
+    pub fn check_client_frame(
+        &self,
+        id: &Identity,
+        frame: &Frame,
+        destination: Option<&[u8]>,
+        dialect: super::Dialect,
+        may_carry_guarded: bool,
+    ) -> Result<(), Denied> {
+        self.acl
+            .check_client_frame(id, frame, destination, dialect, may_carry_guarded)
     }
 
     /// Whether an upgrade's `Origin` passes the policy's `allowed_origins` (exact match,

@@ -225,6 +225,10 @@ pub struct AclSpec {
     pub commands: Vec<String>,
     /// Destination glob with placeholders.
     pub destination: String,
+    /// Guarded headers this (allow) rule lets through, each with a glob for its values
+    /// (`{ "x-queue-name" = "dash-{user}-*" }`). See `docs/policy.md`.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// What an ACL rule does when it matches.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::{End, RelayContext};
-use crate::policy::{claimed_user, rewrite_connect, AuthError, Identity, Policy};
+use crate::policy::{claimed_user, rewrite_connect, AuthError, Dialect, Identity, Policy};
 use crate::stomp::Frame;
 use crate::transport::ClientMeta;
 
@@ -141,21 +141,24 @@ fn lock(ctx: &RelayContext) -> std::sync::MutexGuard<'_, crate::policy::LoginLim
     ctx.limiter.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The destination ACL for one client frame of the Connected state (its `destination`, found
-/// and checked for repeats by the caller), with the policy in force now and the identity the
-/// session connected with.
+/// The ACL for one client frame of the Connected state (its `destination`, found and checked
+/// for repeats by the caller; its guarded headers, unless the caller saw that none of its
+/// headers may be one), with the policy in force now, the identity the session connected with
+/// and the broker's dialect.
 pub(super) fn check_acl(
     ctx: &RelayContext,
     identity: Option<&Identity>,
+    dialect: Dialect,
     frame: &Frame,
     destination: Option<&[u8]>,
+    may_carry_guarded: bool,
 ) -> Result<(), End> {
     let (Some(handle), Some(id)) = (&ctx.policy, identity) else {
         return Ok(());
     };
     handle
         .peek()
-        .check_destination(id, frame.command, destination)
+        .check_client_frame(id, frame, destination, dialect, may_carry_guarded)
         .map_err(|denied| End::Refused {
             message: denied.to_string(),
             receipt: frame.header_value("receipt"),

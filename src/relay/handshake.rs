@@ -13,6 +13,7 @@ use super::authorize::authorize;
 use super::end::error_frame;
 use super::{ClientSide, End, RelayContext};
 use crate::metrics::Direction;
+use crate::policy::Dialect;
 use crate::stomp::{
     check_connect_header, encode, negotiate_heartbeat, parse_heartbeat, Command, Decoder, Frame,
     HeartBeat, Item, Version,
@@ -115,10 +116,15 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
     tx.flush().await.map_err(End::from_link)?;
     client.decoder.set_version(version);
     up.decoder.set_version(version);
+    client.dialect = ctx
+        .config
+        .broker
+        .unwrap_or_else(|| Dialect::detect(connected.header_bytes("server")));
     let (client_idle, broker_idle) = idle_limits(client_hb, server_hb);
     stats.set_connected(version, negotiate_heartbeat(client_hb, server_hb));
     debug!(
         version = version.as_str(),
+        dialect = client.dialect.as_str(),
         ?client_idle,
         ?broker_idle,
         "session connected"

@@ -29,7 +29,7 @@ use tracing::{debug, info, info_span, Instrument};
 
 use crate::config::Config;
 use crate::metrics::{client_ip, Metrics, SessionRecorder};
-use crate::policy::{Identity, LoginLimiter, PolicyError, PolicyHandle};
+use crate::policy::{Dialect, Identity, LoginLimiter, PolicyError, PolicyHandle};
 use crate::stomp::{Decoder, Version};
 use crate::tls::{TlsError, UpstreamTls};
 use crate::transport::{ClientLink, ClientMeta, ClientRx, ClientTx};
@@ -164,6 +164,9 @@ struct ClientSide<R> {
     meta: ClientMeta,
     /// Who the client proved to be (with a policy); kept for the whole session.
     identity: Option<Identity>,
+    /// The broker's dialect (configured, or detected from CONNECTED), for the policy's
+    /// per-frame checks.
+    dialect: Dialect,
 }
 
 /// Runs one client session to its end: waits for CONNECT, applies policy, connects upstream,
@@ -187,6 +190,7 @@ pub async fn run_session<R: ClientRx, T: ClientTx>(ctx: Arc<RelayContext>, link:
         rec,
         meta,
         identity: None,
+        dialect: ctx.config.broker.unwrap_or_default(),
     };
     async move {
         let started = std::time::Instant::now();

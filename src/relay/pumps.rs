@@ -15,7 +15,8 @@ use super::authorize::check_acl;
 use super::handshake::{frame_bytes, Upstream, BROKER_READ_BYTES};
 use super::{ClientSide, End, RelayContext};
 use crate::metrics::{Direction, FrameTally, SessionRecorder};
-use crate::policy::Identity;
+use crate::policy::guarded::may_be_guarded;
+use crate::policy::{Dialect, Identity};
 use crate::stomp::{encode, Command, Frame, Item, Version};
 use crate::transport::{ClientRx, ClientTx};
 
@@ -255,7 +256,8 @@ fn decode_client_batch<R>(
             Ok(Some(Item::Frame(f))) => f,
             Err(e) => return Batch::End(End::Malformed(e)),
         };
-        if let Err(end) = check_client_frame(ctx, client.identity.as_ref(), &frame) {
+        if let Err(end) = check_client_frame(ctx, client.identity.as_ref(), client.dialect, &frame)
+        {
             return Batch::End(end);
         }
         let before = out.len();
@@ -271,6 +273,7 @@ fn decode_client_batch<R>(
 fn check_client_frame(
     ctx: &RelayContext,
     identity: Option<&Identity>,
+    dialect: Dialect,
     frame: &Frame,
 ) -> Result<(), End> {
     let receipt = || frame.header_value("receipt");
@@ -289,14 +292,24 @@ fn check_client_frame(
             receipt(),
         ));
     }
-    let (destination, repeated) = frame.first_header("destination");
+    // One pass over the header lines: the destination, and whether a header that reaches
+    // another broker resource may be there (most frames: none; the ACL then skips them).
+    let (destination, repeated, may_carry_guarded) =
+        frame.first_header_flagging("destination", may_be_guarded);
     if repeated {
         return Err(End::protocol(
             "ambiguous frame: repeated `destination` header",
             receipt(),
         ));
     }
-    check_acl(ctx, identity, frame, destination)
+    check_acl(
+        ctx,
+        identity,
+        dialect,
+        frame,
+        destination,
+        may_carry_guarded,
+    )
 }
 
 fn append_frame(frame: &Frame, version: Version, out: &mut Outgoing) {

@@ -205,6 +205,47 @@ impl Frame {
         }
     }
 
+    /// [`Frame::first_header`], and whether any header starts as `flagged` accepts (it sees
+    /// what [`Frame::try_for_each_header_where`]'s `wanted` sees): the relay's one pass over the
+    /// header lines for the `destination` and for a hint of headers to look at more closely.
+    pub fn first_header_flagging(
+        &self,
+        name: &str,
+        flagged: impl Fn(&[u8]) -> bool,
+    ) -> (Option<&[u8]>, bool, bool) {
+        let name_bytes = name.as_bytes();
+        let mut values: Vec<&[u8]> = Vec::new();
+        let (mut first, mut repeated, mut flag) = (None, false, false);
+        match &self.headers {
+            Headers::Wire(w) if w.escapes.is_none() => {
+                let block = &self.raw_bytes()[w.start..w.end];
+                let mut start = 0;
+                for lf in memchr::memchr_iter(b'\n', block) {
+                    let line = &block[start..lf];
+                    start = lf + 1;
+                    flag |= flagged(line);
+                    // As in `wire_values`: the colon right after the name's length decides.
+                    if line.get(name_bytes.len()) == Some(&b':') && line.starts_with(name_bytes) {
+                        let value = &line[name_bytes.len() + 1..];
+                        repeated |= first.is_some();
+                        first = first.or(Some(value.strip_suffix(b"\r").unwrap_or(value)));
+                    }
+                }
+            }
+            _ => {
+                for h in self.headers() {
+                    flag |= flagged(&h.name);
+                    if h.name == name_bytes {
+                        values.push(&h.value);
+                    }
+                }
+                first = values.first().copied();
+                repeated = values.len() > 1;
+            }
+        }
+        (first, repeated, flag)
+    }
+
     /// How many times `name` appears (exact case).
     pub fn header_count(&self, name: &str) -> usize {
         let name = name.as_bytes();
@@ -275,6 +316,48 @@ impl Frame {
     /// Forgets the original encoding (e.g. when re-encoding for another version).
     pub fn clear_raw(&mut self) {
         self.list_mut();
+    }
+
+    /// Calls `f` with every header's `(name, value)`, in wire order, repeats included, values
+    /// unescaped; stops at the first error. A decoded frame that needed no unescaping is read
+    /// in place, without building a header list (the relay's per-frame header checks).
+    pub fn try_for_each_header<'a, E>(
+        &'a self,
+        f: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.try_for_each_header_where(|_| true, f)
+    }
+
+    /// [`Frame::try_for_each_header`] for the headers `wanted` lets through. `wanted` sees the
+    /// start of each header: its name, possibly followed by the rest of its line (`:` and the
+    /// value), so it can only test a prefix of the name; lines it refuses are not split.
+    pub fn try_for_each_header_where<'a, E>(
+        &'a self,
+        wanted: impl Fn(&[u8]) -> bool,
+        mut f: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match &self.headers {
+            Headers::Wire(w) if w.escapes.is_none() => {
+                let block = &self.raw_bytes()[w.start..w.end];
+                let mut start = 0;
+                for lf in memchr::memchr_iter(b'\n', block) {
+                    let line = &block[start..lf];
+                    start = lf + 1;
+                    if line.is_empty() || !wanted(line) {
+                        continue;
+                    }
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    let colon = memchr::memchr(b':', line).unwrap_or(line.len());
+                    f(&line[..colon], line.get(colon + 1..).unwrap_or_default())?;
+                }
+                Ok(())
+            }
+            _ => self
+                .headers()
+                .iter()
+                .filter(|h| wanted(&h.name))
+                .try_for_each(|h| f(&h.name, &h.value)),
+        }
     }
 
     /// The header list, built if need be, to be changed: the raw bytes no longer match.
