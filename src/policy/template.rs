@@ -121,17 +121,43 @@ pub fn resolve(pieces: &[Piece], id: &Identity) -> Result<Vec<Piece>, String> {
 }
 
 /// Renders a template (no wildcards) to a string for `id`.
+///
+/// The result becomes a CONNECT header (`login`, `host`), which RabbitMQ and ActiveMQ
+/// unescape though STOMP says CONNECT headers are not escaped: a placeholder value holding a
+/// backslash would name something else at the broker than here, so it is refused (literal
+/// parts are the operator's own).
 pub fn render(pieces: &[Piece], id: &Identity) -> Result<String, String> {
     let mut out = String::new();
-    for p in resolve(pieces, id)? {
+    for (p, original) in resolve(pieces, id)?.into_iter().zip(pieces) {
         match p {
-            Piece::Lit(s) => out.push_str(&s),
+            Piece::Lit(s) => {
+                if let Piece::Var(v) = original {
+                    check_connect_value(v, &s)?;
+                }
+                out.push_str(&s)
+            }
             Piece::Star => out.push('*'),
             Piece::DoubleStar => out.push_str("**"),
             Piece::Var(v) => return Err(describe(&v)),
         }
     }
     Ok(out)
+}
+
+/// A placeholder value that will reach the broker in a CONNECT header holds no backslash (the
+/// brokers unescape it). Control characters are refused in the whole rendered value by
+/// `mapping`.
+fn check_connect_value(v: &Var, value: &str) -> Result<(), String> {
+    if value.contains('\\') {
+        let what = match v {
+            Var::User => "the user name".to_owned(),
+            Var::Claim(path) => format!("claim `{}`", path.join(".")),
+        };
+        return Err(format!(
+            "{what} holds a backslash, which the broker would read differently"
+        ));
+    }
+    Ok(())
 }
 
 fn describe(v: &Var) -> String {
@@ -152,6 +178,21 @@ mod tests {
         id.claims
             .insert("org".into(), serde_json::json!({"id": 7, "list": [1]}));
         id
+    }
+
+    #[test]
+    fn refuses_values_the_broker_would_unescape() {
+        let t = parse("tenant-{claims.tenant}", false).unwrap();
+        for bad in ["a\\cb", "a\\nb", "x\\"] {
+            let mut id = alice();
+            id.claims.insert("tenant".into(), bad.into());
+            let err = render(&t, &id).unwrap_err();
+            assert!(err.contains("claim `tenant`"), "{bad:?}: {err}");
+        }
+        let mut id = Identity::new("bob\\c", vec![], AuthSource::Jwt);
+        id.claims.insert("tenant".into(), "ok".into());
+        assert!(render(&parse("{user}", false).unwrap(), &id).is_err());
+        assert_eq!(render(&t, &alice()).unwrap(), "tenant-acme");
     }
 
     #[test]
