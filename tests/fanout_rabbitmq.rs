@@ -439,3 +439,44 @@ mod mgmt {
         let _ = call("DELETE", path, "").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_of_the_shared_subscription_ends_every_member_with_an_error() {
+    let (ctx, ex) = (gateway(1000), Exchange::new().await);
+    let mut pages = Vec::new();
+    for _ in 0..3 {
+        let page = Page::open(&ctx, 1024).await;
+        page.send(&subscribe(&ex.0, "sub-0", "")).await;
+        pages.push(page);
+    }
+    await_members(&ctx, 3).await;
+    ex.await_bindings(1).await;
+    // The broker drops the shared subscription's queue under it.
+    let path = format!("exchanges/%2F/{}/bindings/source", ex.0);
+    let (_, text) = mgmt::call("GET", &path, "").await;
+    let bindings: Vec<serde_json::Value> = serde_json::from_str(&text).expect("json");
+    let queue = bindings[0]["destination"]
+        .as_str()
+        .expect("queue name")
+        .to_owned();
+    mgmt::delete(&format!("queues/%2F/{}", urlencode(&queue))).await;
+    for page in &mut pages {
+        let f = page.frame().await;
+        assert_eq!(f.command, Command::Error, "{f:?}");
+        assert_eq!(f.header("message"), Some("broker connection lost"));
+        assert!(page.next_frame().await.is_none(), "closed after the ERROR");
+    }
+    await_members(&ctx, 0).await;
+    assert_eq!(metric(&ctx, "stompgate_fanout_broker_connections"), 0.0);
+    ex.delete().await;
+}
+
+/// Percent-encodes a queue name for a management API path.
+fn urlencode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
