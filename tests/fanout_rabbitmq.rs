@@ -2,7 +2,8 @@
 //! many in-memory pages on ONE gateway context share one broker subscription (one binding of
 //! the exchange), every page gets every message in order with its own subscription id, a page
 //! that stops reading is ended without delaying the rest, UNSUBSCRIBE/DISCONNECT mid-burst, and
-//! SUBSCRIBEs that must not share keep their own broker subscription.
+//! SUBSCRIBEs that must not share keep their own broker subscription. One ActiveMQ test shares
+//! a `/topic/`.
 //!
 //! Each test makes its own fanout exchange (`issue21-…`) through the management API
 //! (`STOMPGATE_TEST_RABBITMQ_MANAGEMENT`, default http://127.0.0.1:15672, `guest` over
@@ -479,4 +480,60 @@ fn urlencode(name: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activemq_topic_pages_share_one_subscription() {
+    let mut config = Config::for_tests(&common::activemq(), "admin", "admin");
+    let topic = unique("issue21-amq");
+    config.fanout = vec!["/topic/issue21-amq-*".into()];
+    let ctx = RelayContext::new(Arc::new(config), CancellationToken::new()).expect("context");
+    let mut pages = Vec::new();
+    for i in 0..5 {
+        let page = Page::open(&ctx, 1024).await;
+        page.send(&format!(
+            "SUBSCRIBE\nid:s{i}\ndestination:/topic/{topic}\n\n\0"
+        ))
+        .await;
+        pages.push(page);
+    }
+    await_members(&ctx, 5).await;
+    // ActiveMQ makes a topic subscription at once; the shared one needs its own round trip:
+    // a receipt on the shared connection is not the page's, so wait for the gauge to settle.
+    let publisher = Page::open(&ctx, 1024).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut sent = 0;
+    // Publish until the first copy arrives (the shared SUBSCRIBE is then in force), then 20.
+    loop {
+        publisher
+            .send(&format!("SEND\ndestination:/topic/{topic}\n\nwarm{sent}\0"))
+            .await;
+        sent += 1;
+        if metric(&ctx, "stompgate_fanout_messages_total") > 0.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no copy arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..20 {
+        publisher
+            .send(&format!("SEND\ndestination:/topic/{topic}\n\nm{i}\0"))
+            .await;
+    }
+    for (i, page) in pages.iter_mut().enumerate() {
+        // Some warm-up messages (however many reached the shared subscription), then all 20.
+        let mut tail = Vec::new();
+        while tail.last().map(String::as_str) != Some("m19") {
+            let body = page.messages(1, &format!("s{i}")).await.remove(0);
+            if !body.starts_with("warm") {
+                tail.push(body);
+            }
+        }
+        assert_eq!(tail, bodies(0, 20));
+    }
+    // One broker delivery per message for all five pages.
+    assert_eq!(
+        metric(&ctx, "stompgate_fanout_copies_total"),
+        5.0 * metric(&ctx, "stompgate_fanout_messages_total")
+    );
 }
