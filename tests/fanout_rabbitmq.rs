@@ -365,16 +365,13 @@ async fn subscribes_that_must_not_share_keep_their_own_broker_subscription() {
     let cases = [
         ("ack:client\n", true),
         ("selector:a = 1\n", false),
-        ("receipt:r-own\n", false),
+        ("ack:client-individual\n", true),
         ("x-queue-name:issue21-named\n", false),
     ];
     let mut own = Vec::new();
     for (i, (extra, _)) in cases.iter().enumerate() {
-        let mut page = Page::open(&ctx, 1024).await;
+        let page = Page::open(&ctx, 1024).await;
         page.send(&subscribe(&ex.0, "sub-0", extra)).await;
-        if extra.starts_with("receipt") {
-            assert_eq!(page.frame().await.header("receipt-id"), Some("r-own"));
-        }
         // Each of them makes its own binding at the broker.
         ex.await_bindings(2 + i).await;
         own.push(page);
@@ -394,6 +391,39 @@ async fn subscribes_that_must_not_share_keep_their_own_broker_subscription() {
     drop((shared, own));
     // The named queue outlives its subscriber: delete it, then every binding is gone.
     mgmt::delete("queues/%2F/issue21-named").await;
+    ex.await_bindings(0).await;
+    ex.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_is_answered_once_the_shared_broker_subscription_is_in_force() {
+    let (ctx, ex) = (gateway(1000), Exchange::new().await);
+    let mut first = Page::open(&ctx, 1024).await;
+    first.send(&subscribe(&ex.0, "a", "receipt:r1\n")).await;
+    let f = first.frame().await;
+    assert_eq!(
+        (f.command, f.header("receipt-id")),
+        (Command::Receipt, Some("r1"))
+    );
+    // No other wait: after the RECEIPT, a message published is delivered (as on the broker).
+    ex.publish(bodies(0, 1)).await;
+    assert_eq!(first.messages(1, "a").await, bodies(0, 1));
+    let mut second = Page::open(&ctx, 1024).await;
+    second.send(&subscribe(&ex.0, "b", "receipt:r2\n")).await;
+    let f = second.frame().await;
+    assert_eq!(
+        (f.command, f.header("receipt-id")),
+        (Command::Receipt, Some("r2"))
+    );
+    ex.publish(bodies(1, 2)).await;
+    assert_eq!(first.messages(1, "a").await, bodies(1, 2));
+    assert_eq!(second.messages(1, "b").await, bodies(1, 2));
+    assert_eq!(
+        ex.bindings().await,
+        1,
+        "both pages on one broker subscription"
+    );
+    drop((first, second));
     ex.await_bindings(0).await;
     ex.delete().await;
 }

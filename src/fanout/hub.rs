@@ -85,6 +85,10 @@ pub(super) struct Slot {
 struct Shared {
     broker_id: Bytes,
     members: Vec<Slot>,
+    /// The broker's RECEIPT for the SUBSCRIBE arrived: the subscription is in force.
+    confirmed: bool,
+    /// Members' RECEIPTs that wait for that (queue, end signal, encoded RECEIPT).
+    waiting: Vec<(mpsc::Sender<Bytes>, Arc<Signal>, Bytes)>,
 }
 
 /// One shared broker connection.
@@ -144,8 +148,16 @@ impl FanoutHub {
     }
 
     /// Adds `slot` to the shared subscription of `dest`, opening the broker connection and
-    /// subscription when it is the first. `false`: no room; the session keeps its own path.
-    pub(super) fn join(self: &Arc<Self>, key: &Arc<BrokerKey>, dest: &Bytes, slot: Slot) -> bool {
+    /// subscription when it is the first; `receipt` (the member's encoded RECEIPT) is queued
+    /// once the broker subscription is in force. `false`: no room; the session keeps its own
+    /// path.
+    pub(super) fn join(
+        self: &Arc<Self>,
+        key: &Arc<BrokerKey>,
+        dest: &Bytes,
+        slot: Slot,
+        receipt: Option<Bytes>,
+    ) -> bool {
         let mut state = self.lock();
         let conn = state
             .entry(key.clone())
@@ -156,7 +168,8 @@ impl FanoutHub {
             let subscribe = Frame::new(Command::Subscribe)
                 .with_header("id", broker_id.clone())
                 .with_header("destination", dest.clone())
-                .with_header("ack", "auto");
+                .with_header("ack", "auto")
+                .with_header("receipt", broker_id.clone());
             if conn
                 .out
                 .try_send(encoded(&subscribe, Version::V1_2))
@@ -169,16 +182,54 @@ impl FanoutHub {
                 return false;
             }
             conn.by_broker_id.insert(broker_id.clone(), dest.clone());
-            let members = Vec::new();
-            conn.subs
-                .insert(dest.clone(), Shared { broker_id, members });
+            let shared = Shared {
+                broker_id,
+                members: Vec::new(),
+                confirmed: false,
+                waiting: Vec::new(),
+            };
+            conn.subs.insert(dest.clone(), shared);
             self.metrics.subscriptions.inc();
         }
         if let Some(shared) = conn.subs.get_mut(dest) {
+            if let Some(receipt) = receipt {
+                let waiter = (slot.tx.clone(), slot.signal.clone(), receipt);
+                match shared.confirmed {
+                    true => self.answer(waiter),
+                    false => shared.waiting.push(waiter),
+                }
+            }
             shared.members.push(slot);
             self.metrics.members.inc();
         }
         true
+    }
+
+    /// The broker's RECEIPT for shared subscription `receipt_id` of connection `conn_id`: it is
+    /// in force; the members waiting for their RECEIPT get it.
+    pub(super) fn confirm(&self, key: &Arc<BrokerKey>, conn_id: u64, receipt_id: &[u8]) {
+        let mut state = self.lock();
+        let Some(conn) = state.get_mut(key).filter(|c| c.id == conn_id) else {
+            return;
+        };
+        let Some(dest) = conn.by_broker_id.get(receipt_id) else {
+            return;
+        };
+        if let Some(shared) = conn.subs.get_mut(dest) {
+            shared.confirmed = true;
+            for waiter in shared.waiting.drain(..) {
+                self.answer(waiter);
+            }
+        }
+    }
+
+    /// Queues a member's RECEIPT behind the copies already queued for it.
+    fn answer(&self, (tx, signal, receipt): (mpsc::Sender<Bytes>, Arc<Signal>, Bytes)) {
+        if let Err(TrySendError::Full(_)) = tx.try_send(receipt) {
+            if signal.end(MemberEnd::TooSlow(self.queue)) {
+                self.metrics.ends.with_label_values(&["too_slow"]).inc();
+            }
+        }
     }
 
     /// Starts a shared broker connection's task; its SUBSCRIBEs wait in its queue until the

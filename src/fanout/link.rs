@@ -81,6 +81,9 @@ async fn relay(
                 let frame = frame?;
                 match frame.command {
                     Command::Message => hub.deliver(key, conn_id, frame),
+                    Command::Receipt => {
+                        hub.confirm(key, conn_id, frame.header_bytes("receipt-id").unwrap_or_default())
+                    }
                     Command::Error => return Err(format!("broker ERROR: {}", frame.header("message").unwrap_or(""))),
                     _ => {}
                 }

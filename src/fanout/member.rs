@@ -134,7 +134,11 @@ impl Member {
                 tx: self.tx.clone(),
                 signal: self.signal.clone(),
             };
-            if self.hub.join(&self.key, &dest, slot) {
+            let receipt = frame.header_value("receipt").map(|r| {
+                let answer = Frame::new(Command::Receipt).with_header("receipt-id", r);
+                encoded(&answer, self.version)
+            });
+            if self.hub.join(&self.key, &dest, slot, receipt) {
                 self.shared.insert(sub_id, dest);
                 return Intercept::Taken;
             }

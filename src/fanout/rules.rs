@@ -4,14 +4,15 @@
 //! opted in by the configuration and is a broadcast destination for the broker's dialect (every
 //! subscriber gets every message: never a queue, where subscribers compete), and it asks for
 //! nothing a shared subscription could not give it per page (`ack` other than `auto`, a
-//! `selector`, a `receipt`, durable or named queues, `x-*` arguments: any header but `id`,
-//! `destination` and `ack:auto`).
+//! `selector`, durable or named queues, `x-*` arguments: any header but `id`, `destination`,
+//! `ack:auto` and `receipt`). A `receipt` is answered by the gateway once the shared broker
+//! subscription is in force, as the broker's RECEIPT would be.
 
 use crate::policy::Dialect;
 use crate::stomp::{Command, Frame};
 
 /// The headers a shareable SUBSCRIBE may carry.
-const SHAREABLE_HEADERS: [&str; 3] = ["id", "destination", "ack"];
+const SHAREABLE_HEADERS: [&str; 4] = ["id", "destination", "ack", "receipt"];
 
 /// The destination and subscription id of a shareable SUBSCRIBE, or `None` when the frame
 /// keeps the session's own broker subscription.
@@ -25,6 +26,7 @@ pub fn shareable<'f>(
     }
     let mut id = None;
     let mut destination = None;
+    let mut receipt = None;
     for h in frame.headers() {
         let name = std::str::from_utf8(&h.name).ok()?;
         if !SHAREABLE_HEADERS.contains(&name) {
@@ -33,6 +35,7 @@ pub fn shareable<'f>(
         let slot = match name {
             "id" => &mut id,
             "destination" => &mut destination,
+            "receipt" => &mut receipt,
             _ if &h.value[..] == b"auto" => continue,
             _ => return None,
         };
@@ -144,7 +147,13 @@ mod tests {
             ("ack", "client-individual")
         ]));
         assert!(!shared(&[("id", "sub-0"), dest, ("selector", "a = 1")]));
-        assert!(!shared(&[("id", "sub-0"), dest, ("receipt", "r1")]));
+        assert!(shared(&[("id", "sub-0"), dest, ("receipt", "r1")]));
+        assert!(!shared(&[
+            ("id", "sub-0"),
+            dest,
+            ("receipt", "r1"),
+            ("receipt", "r2")
+        ]));
         assert!(!shared(&[("id", "sub-0"), dest, ("durable", "true")]));
         assert!(!shared(&[("id", "sub-0"), dest, ("x-queue-name", "q")]));
         assert!(!shared(&[("id", "sub-0"), dest, dest]));
