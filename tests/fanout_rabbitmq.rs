@@ -62,6 +62,11 @@ struct Page {
 impl Page {
     /// Opens a session; `out_room` is how many messages the page's transport holds unread.
     async fn open(ctx: &Arc<RelayContext>, out_room: usize) -> Page {
+        Page::open_as(ctx, out_room, &connect_frame("page", "x", "")).await
+    }
+
+    /// Opens a session with this CONNECT; panics unless the gateway answers CONNECTED.
+    async fn open_as(ctx: &Arc<RelayContext>, out_room: usize, connect: &str) -> Page {
         let (to_relay, rx) = mpsc::channel(64);
         let (tx, from_relay) = mpsc::channel(out_room);
         let link = ClientLink {
@@ -75,7 +80,7 @@ impl Page {
             from_relay,
             decoder: Decoder::new(Limits::default()),
         };
-        page.send(&connect_frame("page", "x", "")).await;
+        page.send(connect).await;
         assert_eq!(page.frame().await.command, Command::Connected);
         page.decoder.set_version(Version::V1_2);
         page
@@ -566,4 +571,54 @@ async fn activemq_topic_pages_share_one_subscription() {
         metric(&ctx, "stompgate_fanout_copies_total"),
         5.0 * metric(&ctx, "stompgate_fanout_messages_total")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acl_still_decides_per_session_before_a_subscribe_is_shared() {
+    let dir = std::env::temp_dir().join(unique("issue21-policy"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hash = |pw: &str| {
+        stompgate::policy::hash_password_with(pw.as_bytes(), stompgate::policy::test_params())
+            .unwrap()
+    };
+    let users = format!(
+        "[[user]]\nname = \"alice\"\nhash = {:?}\nroles = [\"reader\"]\n\n\
+         [[user]]\nname = \"mallory\"\nhash = {:?}\nroles = [\"other\"]\n",
+        hash("alice-pw-21"),
+        hash("mallory-pw-21")
+    );
+    std::fs::write(dir.join("users.toml"), users).unwrap();
+    let policy = "[[auth]]\ntype = \"static\"\nusers_file = \"users.toml\"\n\n\
+        [upstream.default]\nlogin = \"stompgate\"\npasscode = \"stompgate-secret\"\nvhost = \"/\"\n\n\
+        [[acl]]\nrole = \"reader\"\naction = \"allow\"\ncommands = [\"SUBSCRIBE\"]\n\
+        destination = \"/exchange/issue21-*\"\n";
+    std::fs::write(dir.join("policy.toml"), policy).unwrap();
+    let mut config = Config::for_tests(&rabbitmq(), BROKER_LOGIN, BROKER_PASSCODE);
+    config.upstream.identity = Default::default();
+    config.policy = Some(dir.join("policy.toml"));
+    config.fanout = vec!["/exchange/issue21-*".into()];
+    let ctx = RelayContext::new(Arc::new(config), CancellationToken::new()).expect("context");
+    let ex = Exchange::new().await;
+    let mut alice = Page::open_as(&ctx, 1024, &connect_frame("alice", "alice-pw-21", "")).await;
+    alice.send(&subscribe(&ex.0, "sub-0", "")).await;
+    await_members(&ctx, 1).await;
+    let mut mallory =
+        Page::open_as(&ctx, 1024, &connect_frame("mallory", "mallory-pw-21", "")).await;
+    mallory.send(&subscribe(&ex.0, "sub-0", "")).await;
+    let f = mallory.frame().await;
+    assert_eq!(f.command, Command::Error, "{f:?}");
+    assert!(
+        mallory.next_frame().await.is_none(),
+        "closed after the refusal"
+    );
+    // Mallory never joined: one member, one binding, and the copies go to alice alone.
+    assert_eq!(metric(&ctx, "stompgate_fanout_members"), 1.0);
+    assert_eq!(ex.bindings().await, 1);
+    ex.publish(bodies(0, 2)).await;
+    assert_eq!(alice.messages(2, "sub-0").await, bodies(0, 2));
+    assert_eq!(metric(&ctx, "stompgate_fanout_copies_total"), 2.0);
+    drop(alice);
+    ex.await_bindings(0).await;
+    ex.delete().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
