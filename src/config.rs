@@ -408,6 +408,24 @@ pub struct Options {
     /// it names neither.
     #[arg(long, env = "STOMPGATE_BROKER", value_enum)]
     pub broker: Option<crate::policy::Dialect>,
+
+    /// Destination patterns whose plain SUBSCRIBEs share one broker subscription per broker
+    /// identity and vhost (`*` within a `/` segment, `**` across), e.g.
+    /// `/exchange/Fanout*,/topic/**`. Only broadcast destinations of the broker's dialect are
+    /// ever shared (RabbitMQ `/exchange/…` and `/topic/…`, ActiveMQ `/topic/…`); listing a
+    /// RabbitMQ `/exchange/` pattern asserts its exchanges are fanout or topic exchanges.
+    /// Default: none (every SUBSCRIBE on the session's own broker connection).
+    #[arg(
+        long = "fanout-destination",
+        env = "STOMPGATE_FANOUT",
+        value_delimiter = ','
+    )]
+    pub fanout: Option<Vec<String>>,
+
+    /// Most messages queued for one member of a shared subscription; a member past it is
+    /// ended with `ERROR too slow: N messages behind`. Default 1000.
+    #[arg(long, env = "STOMPGATE_FANOUT_QUEUE")]
+    pub fanout_queue: Option<usize>,
 }
 
 /// Tools built into the binary.
@@ -452,6 +470,7 @@ impl Options {
             sockjs_originless_transports,
         );
         merge_fields!(self, file; broker);
+        merge_fields!(self, file; fanout, fanout_queue);
         self
     }
 
@@ -631,6 +650,10 @@ pub struct Config {
     pub admin_allowed_origins: Vec<String>,
     /// Broker dialect for policy checks (`None`: detected per session from CONNECTED).
     pub broker: Option<crate::policy::Dialect>,
+    /// Destination patterns opted in to shared broadcast subscriptions (empty: off).
+    pub fanout: Vec<String>,
+    /// Messages queued per shared-subscription member before it is ended as too slow.
+    pub fanout_queue: usize,
 }
 
 const SOCKJS_TRANSPORTS: [&str; 6] = [
@@ -671,6 +694,17 @@ impl Config {
             })?),
             (None, None) => None,
         };
+        if let Some(bad) = o.fanout.iter().flatten().find(|p| !p.starts_with('/')) {
+            return Err(ConfigError::new(
+                "fanout",
+                format!(
+                    "`{bad}` is not a destination pattern; start it with `/` (e.g. `/topic/**`)"
+                ),
+            ));
+        }
+        if o.fanout_queue == Some(0) {
+            return Err(ConfigError::new("fanout_queue", "must be at least 1"));
+        }
         let admin_insecure = o.admin_insecure.unwrap_or(false);
         let admin_listen = o
             .admin_listen
@@ -858,6 +892,8 @@ impl Config {
             admin_allowed_hosts: o.admin_allowed_hosts.unwrap_or_default(),
             admin_allowed_origins: o.admin_allowed_origins.unwrap_or_default(),
             broker: o.broker,
+            fanout: o.fanout.unwrap_or_default(),
+            fanout_queue: o.fanout_queue.unwrap_or(1000),
         })
     }
 

@@ -15,6 +15,7 @@
 //! | [`transport`] | the [`transport::ClientLink`] halves; WebSocket ([`transport::ws`]) and SockJS ([`transport::sockjs`]) |
 //! | [`policy`] | authentication, CONNECT rewrite, destination ACLs (pure functions) |
 //! | [`relay`] | one session's state machine and its two pumps |
+//! | [`fanout`] | shared broadcast subscriptions: one broker subscription copied to many sessions |
 //! | [`reload`] | SIGHUP and file-change reloads of the policy and certificates |
 //! | [`upstream`] | connecting to the broker |
 //! | [`server`] | listeners, accept loop, limits, graceful drain |
@@ -28,6 +29,7 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod fanout;
 pub mod healthcheck;
 pub mod logging;
 pub mod metrics;

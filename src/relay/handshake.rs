@@ -44,6 +44,8 @@ pub(super) struct Upstream {
     pub client_idle: Option<Duration>,
     /// Deadline for silence from the broker.
     pub broker_idle: Option<Duration>,
+    /// The broker identity shared subscriptions are keyed by (only with `fanout` on).
+    pub fanout_key: Option<crate::fanout::BrokerKey>,
 }
 
 /// Runs AwaitConnect and Connecting. On success the broker's CONNECTED has been forwarded.
@@ -136,6 +138,10 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
         version,
         client_idle,
         broker_idle,
+        fanout_key: ctx
+            .fanout
+            .as_ref()
+            .map(|_| crate::fanout::BrokerKey::of(&connect)),
     })
 }
 

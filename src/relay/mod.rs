@@ -79,6 +79,8 @@ pub struct RelayContext {
     pub pending: Arc<PendingLogins>,
     /// Bumped after every successful policy reload: live sessions re-check their identity.
     pub policy_reloaded: tokio::sync::watch::Sender<u64>,
+    /// Shared broadcast subscriptions (`None`: no destination opted in).
+    pub fanout: Option<Arc<crate::fanout::FanoutHub>>,
 }
 
 /// Why a [`RelayContext`] could not be built.
@@ -139,7 +141,10 @@ impl RelayContext {
             .map(|_| VerifyPool::with_threads(config.login_threads))
             .transpose()
             .map_err(ContextError::Threads)?;
+        let fanout =
+            crate::fanout::FanoutHub::new(&config, upstream_tls.clone(), metrics.registry());
         Ok(Arc::new(RelayContext {
+            fanout,
             pending: PendingLogins::new(config.max_pending_per_address),
             config,
             shutdown,

@@ -14,6 +14,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::authorize::check_acl;
 use super::handshake::{frame_bytes, Upstream, BROKER_READ_BYTES};
 use super::{ClientSide, End, RelayContext};
+use crate::fanout::member::{Intercept, MemberEvent};
+use crate::fanout::{Member, MemberEnd, MemberRx};
 use crate::metrics::{Direction, FrameTally, SessionRecorder};
 use crate::policy::guarded::may_be_guarded;
 use crate::policy::{Dialect, Identity};
@@ -40,7 +42,16 @@ pub(super) async fn run<R: ClientRx, T: ClientTx>(
         version,
         client_idle,
         broker_idle,
+        fanout_key,
     } = up;
+    // With fan-out on, the session's membership (it shares nothing until a shareable SUBSCRIBE).
+    let (mut member, mut member_rx) = match (&ctx.fanout, fanout_key) {
+        (Some(hub), Some(key)) => {
+            let (m, rx) = hub.member(key, version);
+            (Some(m), Some(rx))
+        }
+        _ => (None, None),
+    };
     let (mut broker_rd, mut broker_wr) = tokio::io::split(stream);
     // Set by client_to_broker when DISCONNECT asked for a receipt; broker_to_client ends the
     // session once that RECEIPT has been delivered.
@@ -58,13 +69,17 @@ pub(super) async fn run<R: ClientRx, T: ClientTx>(
         version,
         idle,
         &disconnect_receipt,
+        &mut member,
     );
     let b2c = broker_to_client(
         &mut broker_rd,
         &mut buf,
         &mut decoder,
         tx,
-        broker_idle,
+        BrokerWait {
+            idle: broker_idle,
+            fanout: member_rx.as_mut(),
+        },
         &disconnect_receipt,
         &rec,
     );
@@ -82,12 +97,13 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
     version: Version,
     idle: Option<IdleLimit>,
     disconnect_receipt: &OnceLock<Bytes>,
+    member: &mut Option<Member>,
 ) -> End {
     let mut out = Outgoing::default();
     let dir = Direction::ClientToBroker;
     let mut tally = client.rec.tally(dir);
     loop {
-        let step = decode_client_batch(ctx, client, version, &mut out, &mut tally);
+        let step = decode_client_batch(ctx, client, version, &mut out, &mut tally, member);
         if out.len() > 0 {
             client.rec.set_queued(dir, out.len() + client.buf.len());
             if let Err(e) = out.write_to(broker).await {
@@ -237,6 +253,7 @@ fn decode_client_batch<R>(
     version: Version,
     out: &mut Outgoing,
     tally: &mut FrameTally,
+    member: &mut Option<Member>,
 ) -> Batch {
     // A large batch gets its room at once (its frames are at most what is buffered) instead of
     // growing the buffer, and copying what it holds again, frame by frame. A small one grows as
@@ -259,6 +276,17 @@ fn decode_client_batch<R>(
         if let Err(end) = check_client_frame(ctx, client.identity.as_ref(), client.dialect, &frame)
         {
             return Batch::End(end);
+        }
+        // After the policy: a shared SUBSCRIBE (or its UNSUBSCRIBE) never reaches the broker.
+        match member
+            .as_mut()
+            .map(|m| m.on_client_frame(client.dialect, &frame))
+        {
+            None | Some(Intercept::Forward) => {}
+            Some(Intercept::Taken) => continue,
+            Some(Intercept::Refuse(message)) => {
+                return Batch::End(End::protocol(message, frame.header_value("receipt")))
+            }
         }
         let before = out.len();
         append_frame(&frame, version, out);
@@ -325,10 +353,11 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
     buf: &mut BytesMut,
     decoder: &mut crate::stomp::Decoder,
     tx: &mut T,
-    idle: Option<Duration>,
+    wait: BrokerWait<'_>,
     disconnect_receipt: &OnceLock<Bytes>,
     rec: &Arc<SessionRecorder>,
 ) -> End {
+    let BrokerWait { idle, mut fanout } = wait;
     let dir = Direction::BrokerToClient;
     let mut tally = rec.tally(dir);
     let mut read_size = ReadSize(BROKER_READ_BYTES);
@@ -386,12 +415,18 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
         rec.set_queued(dir, buf.len());
         tally.flush();
         let spare = read_size.prepare(buf);
-        let read = match idle {
-            Some(limit) => match tokio::time::timeout(limit, broker.read_buf(buf)).await {
+        let read = match fanout.as_deref_mut() {
+            Some(copies) => match read_beside_fanout(broker, buf, idle, copies, tx).await {
                 Ok(r) => r,
-                Err(_) => return End::BrokerHeartbeatTimeout,
+                Err(end) => return end,
             },
-            None => broker.read_buf(buf).await,
+            None => match idle {
+                Some(limit) => match tokio::time::timeout(limit, broker.read_buf(buf)).await {
+                    Ok(r) => r,
+                    Err(_) => return End::BrokerHeartbeatTimeout,
+                },
+                None => broker.read_buf(buf).await,
+            },
         };
         match read {
             Ok(0) => return End::BrokerGone("broker closed the connection".into()),
@@ -401,6 +436,71 @@ async fn broker_to_client<Rd: AsyncRead + Unpin, T: ClientTx>(
             }
             Err(e) => return End::BrokerGone(e.to_string()),
         }
+    }
+}
+
+/// What `broker_to_client` waits on besides the broker: its silence limit, and the session's
+/// fan-out copies (with `fanout` on).
+struct BrokerWait<'a> {
+    idle: Option<Duration>,
+    fanout: Option<&'a mut MemberRx>,
+}
+
+/// Most fan-out copies sent to the client in one flush.
+const FANOUT_BATCH: usize = 64;
+
+/// Waits for the session's own broker bytes (within `idle`) while sending the client its
+/// fan-out copies as they come, whole frames between the broker's (invariant 7).
+async fn read_beside_fanout<Rd: AsyncRead + Unpin, T: ClientTx>(
+    broker: &mut Rd,
+    buf: &mut BytesMut,
+    idle: Option<Duration>,
+    copies: &mut MemberRx,
+    tx: &mut T,
+) -> Result<std::io::Result<usize>, End> {
+    // Copies do not count as the broker's heart-beats: the deadline holds across them.
+    let deadline = idle.map(|d| tokio::time::Instant::now() + d);
+    loop {
+        let silence = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            read = broker.read_buf(buf) => return Ok(read),
+            _ = silence => return Err(End::BrokerHeartbeatTimeout),
+            event = copies.next() => match event {
+                MemberEvent::Frame(first) => send_copies(first, copies, tx).await?,
+                MemberEvent::End(why) => return Err(member_end(why)),
+            },
+        }
+    }
+}
+
+/// Sends one copy and those already queued behind it (up to [`FANOUT_BATCH`]), then flushes.
+async fn send_copies<T: ClientTx>(
+    first: Bytes,
+    copies: &mut MemberRx,
+    tx: &mut T,
+) -> Result<(), End> {
+    tx.send(first).await.map_err(End::from_link)?;
+    for _ in 1..FANOUT_BATCH {
+        let Some(next) = copies.try_next() else { break };
+        tx.send(next).await.map_err(End::from_link)?;
+    }
+    tx.flush().await.map_err(End::from_link)
+}
+
+/// How the session ends when the fan-out ends its membership.
+fn member_end(why: MemberEnd) -> End {
+    match why {
+        MemberEnd::TooSlow(behind) => End::ClientProtocol {
+            message: format!("too slow: {behind} messages behind"),
+            receipt: None,
+            code: crate::transport::CloseCode::Policy,
+        },
+        MemberEnd::BrokerGone(detail) => End::BrokerGone(detail),
     }
 }
 
