@@ -15,6 +15,17 @@
 //! [`handle`] reads request bodies (bounded in size and time) and serves the methods that
 //! change state; [`route`] answers the `GET`s. With `admin_token` configured, every path except
 //! the two probes needs `Authorization: Bearer <token>` (else 401).
+//!
+//! Web pages the operator visits can send requests to the admin port too (a `text/plain`
+//! POST needs no CORS preflight), and DNS rebinding can even read the answers. So:
+//!
+//! - every request's `Host` must be an IP address, a single-label name (`localhost`), or a name
+//!   in `admin_allowed_hosts` (else 403): a rebound attacker's domain name never is;
+//! - a state-changing request (`POST /trace`, `DELETE /trace`, `DELETE /connections/{id}`)
+//!   needs the token — with no `admin_token` configured they are refused (403) —, a
+//!   `Content-Type: application/json` (else 415: a browser cannot send that cross-origin
+//!   without a preflight this API never answers), and no `Origin` outside
+//!   `admin_allowed_origins` (else 403).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -86,11 +97,16 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let method = req.method().clone();
+    if !host_allowed(req.headers(), state) {
+        state.metrics.admin_refused("host");
+        return text_response(StatusCode::FORBIDDEN, "host not allowed\n");
+    }
     if method != Method::POST && method != Method::DELETE {
         return route(&req, state);
     }
-    if !authorized(&req, state) {
-        return unauthorized();
+    if let Some((reason, refusal)) = check_state_change(&req, state) {
+        state.metrics.admin_refused(reason);
+        return refusal;
     }
     let (parts, body) = req.into_parts();
     let body = match read_body(body).await {
@@ -258,6 +274,7 @@ pub fn route<B>(req: &Request<B>, state: &AdminState) -> Response<HttpBody> {
         _ => {}
     }
     if !authorized(req, state) {
+        state.metrics.admin_refused("unauthorized");
         return unauthorized();
     }
     let metrics = &state.metrics;
@@ -295,6 +312,84 @@ fn readyz(state: &AdminState) -> Response<HttpBody> {
         text_response(StatusCode::OK, "ready\n")
     } else {
         text_response(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    }
+}
+
+/// The rules for requests that change state: the token (required, not optional), a JSON
+/// content type, and no foreign browser `Origin`. `Some(refusal)` when one is broken.
+fn check_state_change<B>(
+    req: &Request<B>,
+    state: &AdminState,
+) -> Option<(&'static str, Response<HttpBody>)> {
+    if state.token.is_none() {
+        return Some((
+            "no_token",
+            text_response(
+                StatusCode::FORBIDDEN,
+                "state-changing admin requests need admin_token to be configured\n",
+            ),
+        ));
+    }
+    if !authorized(req, state) {
+        return Some(("unauthorized", unauthorized()));
+    }
+    let headers = req.headers();
+    if let Some(origin) = headers.get(http::header::ORIGIN) {
+        let allowed = &state.config.admin_allowed_origins;
+        let origin = origin.to_str().unwrap_or("");
+        if !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+            return Some((
+                "origin",
+                text_response(StatusCode::FORBIDDEN, "origin not allowed\n"),
+            ));
+        }
+    }
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Some((
+            "content_type",
+            text_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type: application/json required\n",
+            ),
+        ));
+    }
+    None
+}
+
+/// Whether the `Host` header names this API: an IP address (any port), a single-label name
+/// (`localhost`, a Kubernetes service's short name), or one of `admin_allowed_hosts` (with or
+/// without the port). No `Host` (not a browser) passes. A rebinding page is reached through a
+/// public name of the attacker's, which always has a dot.
+fn host_allowed(headers: &http::HeaderMap, state: &AdminState) -> bool {
+    let Some(host) = headers.get(http::header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = host_name(host);
+    name.parse::<std::net::IpAddr>().is_ok()
+        || (!name.is_empty() && !name.contains('.'))
+        || state
+            .config
+            .admin_allowed_hosts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(name))
+}
+
+/// The host part of a `Host` value: `[::1]:8081` → `::1`, `a.b:8081` → `a.b`.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
     }
 }
 
@@ -371,11 +466,105 @@ mod tests {
     }
 
     fn req(method: Method, path: &str, auth: Option<&str>, body: &str) -> Request<Full<Bytes>> {
-        let mut b = Request::builder().method(method).uri(path);
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "127.0.0.1:8081")
+            .header("content-type", "application/json");
         if let Some(a) = auth {
             b = b.header("authorization", a);
         }
         b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
+    }
+
+    #[tokio::test]
+    async fn state_changes_need_token_json_and_no_foreign_origin() {
+        let trace = r#"{"connection":3,"duration_secs":5}"#;
+        let open = state(None);
+        let r = handle(req(Method::POST, "/trace", None, trace), &open).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "no token configured");
+        assert!(!open.metrics.tracer().is_active());
+        let s = state(Some("t0ken"));
+        let post = |f: &dyn Fn(&mut Request<Full<Bytes>>)| {
+            let mut r = req(Method::POST, "/trace", Some("Bearer t0ken"), trace);
+            f(&mut r);
+            r
+        };
+        let set = |r: &mut Request<Full<Bytes>>, k: &'static str, v: &'static str| {
+            r.headers_mut().insert(k, HeaderValue::from_static(v));
+        };
+        type Tweak<'a> = &'a dyn Fn(&mut Request<Full<Bytes>>);
+        let cases: [(Tweak, StatusCode); 5] = [
+            (
+                &|r| set(r, "content-type", "text/plain"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                &|r| {
+                    r.headers_mut().remove("content-type");
+                },
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                &|r| set(r, "origin", "https://evil.example"),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                &|r| set(r, "host", "rebound.evil.example:8081"),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                &|r| {
+                    r.headers_mut().remove("authorization");
+                },
+                StatusCode::UNAUTHORIZED,
+            ),
+        ];
+        for (i, (tweak, want)) in cases.iter().enumerate() {
+            let r = handle(post(*tweak), &s).await;
+            assert_eq!(r.status(), *want, "case {i}");
+            assert!(!s.metrics.tracer().is_active(), "case {i} started a trace");
+        }
+        let ok = handle(
+            post(&|r| set(r, "content-type", "Application/JSON; charset=utf-8")),
+            &s,
+        )
+        .await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert!(s.metrics.tracer().is_active());
+    }
+
+    #[test]
+    fn hosts_must_be_addresses_localhost_or_listed() {
+        let mut c = Config::for_tests("127.0.0.1:61613", "u", "p");
+        c.admin_allowed_hosts = vec!["stompgate-admin.internal".into()];
+        let s = AdminState::new(Arc::new(c));
+        let ok = |h: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert(http::header::HOST, HeaderValue::from_str(h).unwrap());
+            host_allowed(&m, &s)
+        };
+        for good in [
+            "127.0.0.1:8081",
+            "10.1.2.3",
+            "[::1]:8081",
+            "localhost:8081",
+            "stompgate-admin:8081",
+            "stompgate-admin.internal:8081",
+        ] {
+            assert!(ok(good), "{good}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8081",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "evil.example.:8081",
+            ":8081",
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
+        assert!(host_allowed(&http::HeaderMap::new(), &s));
     }
 
     fn meta() -> crate::transport::ClientMeta {
@@ -425,14 +614,14 @@ mod tests {
 
     #[tokio::test]
     async fn trace_starts_stops_and_rejects_bad_requests() {
-        let s = state(None);
-        let bad = handle(req(Method::POST, "/trace", None, "{}"), &s).await;
+        let s = state(Some("t"));
+        let bad = handle(req(Method::POST, "/trace", Some("Bearer t"), "{}"), &s).await;
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
         let ok = handle(
             req(
                 Method::POST,
                 "/trace",
-                None,
+                Some("Bearer t"),
                 r#"{"connection":3,"max_body":16,"duration_secs":5}"#,
             ),
             &s,
@@ -440,11 +629,11 @@ mod tests {
         .await;
         assert_eq!(ok.status(), StatusCode::OK);
         assert!(s.metrics.tracer().is_active());
-        let stop = handle(req(Method::DELETE, "/trace", None, ""), &s).await;
+        let stop = handle(req(Method::DELETE, "/trace", Some("Bearer t"), ""), &s).await;
         assert_eq!(stop.status(), StatusCode::OK);
         assert!(!s.metrics.tracer().is_active());
         let big = "x".repeat(MAX_ADMIN_BODY_BYTES + 1);
-        let too_big = handle(req(Method::POST, "/trace", None, &big), &s).await;
+        let too_big = handle(req(Method::POST, "/trace", Some("Bearer t"), &big), &s).await;
         assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 

@@ -350,6 +350,58 @@ pub struct Options {
     /// for the client address in logs and `/connections`. Default: none (the TCP peer).
     #[arg(long, env = "STOMPGATE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+
+    /// Most connections one client address (an IPv6 /64) may hold before they authenticate,
+    /// WebSocket and SockJS together; further ones get an ERROR and are closed. 0: no limit.
+    /// Default 256 (room for a reconnect storm from one NAT address).
+    #[arg(long, env = "STOMPGATE_MAX_PENDING_PER_ADDRESS")]
+    pub max_pending_per_address: Option<usize>,
+
+    /// Threads that check passwords (with `--policy`); eight more checks per thread may wait,
+    /// later logins are refused as busy. Each holds one argon2id working memory (~19 MiB with
+    /// the default parameters). Default: the CPU count, at most 8.
+    #[arg(long, env = "STOMPGATE_LOGIN_THREADS")]
+    pub login_threads: Option<usize>,
+
+    /// A session that negotiated no client heart-beats is closed after this long without a
+    /// byte from the client (a frame or a heart-beat EOL), so an abandoned socket cannot hold a
+    /// broker connection forever. `0s` switches it off. Default `300s`: stomp.js negotiates
+    /// heart-beats by default, and proxies and load balancers drop idle sockets sooner.
+    #[arg(long, env = "STOMPGATE_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+
+    /// Broker logins a client may not use under `--passthrough-credentials` (exact, ASCII
+    /// case-insensitive). Default `guest` (RabbitMQ lets it in over the gateway's loopback).
+    #[arg(
+        long = "passthrough-deny-login",
+        env = "STOMPGATE_PASSTHROUGH_DENY_LOGINS",
+        value_delimiter = ','
+    )]
+    pub passthrough_deny_logins: Option<Vec<String>>,
+
+    /// Allow a non-loopback `admin_listen` without an admin token (logged at start). Off by
+    /// default: the gateway refuses to start that way.
+    #[arg(long, env = "STOMPGATE_ADMIN_INSECURE", num_args = 0..=1, default_missing_value = "true")]
+    pub admin_insecure: Option<bool>,
+
+    /// `Host` names the admin API answers besides IP addresses and names without a dot
+    /// (against DNS rebinding). Default: none.
+    #[arg(
+        long = "admin-allowed-host",
+        env = "STOMPGATE_ADMIN_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub admin_allowed_hosts: Option<Vec<String>>,
+
+    /// Browser `Origin`s allowed to make state-changing admin requests (`POST /trace`,
+    /// `DELETE …`). Default: none (a request with an `Origin` is refused).
+    #[arg(
+        long = "admin-allowed-origin",
+        env = "STOMPGATE_ADMIN_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub admin_allowed_origins: Option<Vec<String>>,
 }
 
 /// Tools built into the binary.
@@ -378,6 +430,10 @@ impl Options {
             sockjs_heartbeat, sockjs_disconnect_delay, sockjs_response_limit, sockjs_cookie,
             sockjs_disable, demo, policy, tls_listen, tls_cert, tls_key, tls_client_ca,
             tls_client_auth, log_format, log,
+        );
+        merge_fields!(self, file;
+            max_pending_per_address, idle_timeout, passthrough_deny_logins, admin_insecure,
+            admin_allowed_hosts, admin_allowed_origins, login_threads,
         );
         merge_fields!(self, file;
             metrics_per_connection, metrics_per_connection_cap, trusted_proxies,
@@ -441,6 +497,8 @@ pub struct UpstreamConfig {
     pub identity: crate::policy::UpstreamIdentity,
     /// Forward the client's own credentials.
     pub passthrough: bool,
+    /// Broker logins refused under pass-through (ASCII case-insensitive).
+    pub deny_logins: Vec<String>,
     /// TCP + TLS + CONNECTED timeout.
     pub connect_timeout: Duration,
     /// TLS to the broker, if enabled.
@@ -549,6 +607,18 @@ pub struct Config {
     pub metrics_per_connection_cap: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Unauthenticated connections per client address (0: no limit).
+    pub max_pending_per_address: usize,
+    /// Threads that check passwords (at least 1).
+    pub login_threads: usize,
+    /// Idle limit for sessions without client heart-beats (`None`: off).
+    pub idle_timeout: Option<Duration>,
+    /// Admin API reachable beyond loopback without a token, on purpose.
+    pub admin_insecure: bool,
+    /// Extra `Host` names the admin API answers.
+    pub admin_allowed_hosts: Vec<String>,
+    /// `Origin`s allowed on state-changing admin requests.
+    pub admin_allowed_origins: Vec<String>,
 }
 
 const SOCKJS_TRANSPORTS: [&str; 6] = [
@@ -589,6 +659,19 @@ impl Config {
             })?),
             (None, None) => None,
         };
+        let admin_insecure = o.admin_insecure.unwrap_or(false);
+        let admin_listen = o
+            .admin_listen
+            .unwrap_or_else(|| "127.0.0.1:8081".parse().expect("literal"));
+        if !admin_listen.ip().is_loopback() && admin_token.is_none() && !admin_insecure {
+            return Err(ConfigError::new(
+                "admin_token",
+                format!(
+                    "admin_listen {admin_listen} is reachable beyond loopback: set admin_token \
+                     (or admin_token_file), listen on 127.0.0.1, or pass --admin-insecure"
+                ),
+            ));
+        }
         let passthrough = o.passthrough_credentials.unwrap_or(false);
         let identity = crate::policy::UpstreamIdentity {
             login: o.upstream_login,
@@ -716,14 +799,15 @@ impl Config {
                 addrs,
                 identity,
                 passthrough,
+                deny_logins: o
+                    .passthrough_deny_logins
+                    .unwrap_or_else(|| vec!["guest".to_owned()]),
                 connect_timeout: o
                     .upstream_connect_timeout
                     .unwrap_or(Duration::from_secs(10)),
                 tls: upstream_tls,
             },
-            admin_listen: o
-                .admin_listen
-                .unwrap_or_else(|| "127.0.0.1:8081".parse().expect("literal")),
+            admin_listen,
             admin_token,
             limits,
             max_connections: o.max_connections.unwrap_or(100_000),
@@ -751,6 +835,16 @@ impl Config {
             metrics_per_connection: o.metrics_per_connection.unwrap_or(false),
             metrics_per_connection_cap: o.metrics_per_connection_cap.unwrap_or(100),
             trusted_proxies: o.trusted_proxies.unwrap_or_default(),
+            max_pending_per_address: o.max_pending_per_address.unwrap_or(256),
+            login_threads: o
+                .login_threads
+                .unwrap_or_else(default_login_threads)
+                .clamp(1, MAX_LOGIN_THREADS),
+            idle_timeout: Some(o.idle_timeout.unwrap_or(Duration::from_secs(300)))
+                .filter(|d| !d.is_zero()),
+            admin_insecure,
+            admin_allowed_hosts: o.admin_allowed_hosts.unwrap_or_default(),
+            admin_allowed_origins: o.admin_allowed_origins.unwrap_or_default(),
         })
     }
 
@@ -766,6 +860,17 @@ impl Config {
         };
         Config::resolve(o).expect("test configuration is valid")
     }
+}
+
+/// Most password-checking threads (`login_threads`).
+const MAX_LOGIN_THREADS: usize = 64;
+
+/// One password-checking thread per CPU the process may use, at most 8: more would only
+/// queue inside the CPU, and each holds an argon2 working memory.
+fn default_login_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(8)
 }
 
 /// Most connection threads `worker_threads` accepts.
@@ -815,6 +920,26 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.upstream.identity.login.as_deref(), Some("svc"));
+    }
+
+    #[test]
+    fn a_public_admin_listener_needs_a_token_or_admin_insecure() {
+        let public = ["--upstream-login", "a", "--admin-listen", "0.0.0.0:8081"];
+        let e = Config::resolve(opts(&public)).unwrap_err();
+        assert_eq!(e.field, "admin_token");
+        let mut with_token = public.to_vec();
+        with_token.extend(["--admin-token", "t"]);
+        assert!(Config::resolve(opts(&with_token)).is_ok());
+        let mut insecure = public.to_vec();
+        insecure.push("--admin-insecure");
+        assert!(Config::resolve(opts(&insecure)).unwrap().admin_insecure);
+        let c = Config::resolve(opts(&["--upstream-login", "a"])).unwrap();
+        assert!(c.admin_token.is_none() && c.admin_listen.ip().is_loopback());
+        assert_eq!(c.upstream.deny_logins, ["guest"]);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+        let off =
+            Config::resolve(opts(&["--upstream-login", "a", "--idle-timeout", "0s"])).unwrap();
+        assert_eq!(off.idle_timeout, None);
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub async fn run(ctx: Arc<RelayContext>, tls: Option<Arc<ServerTls>>, stop: Canc
     }
 }
 
+/// Reloads the policy now (as SIGHUP does), then lets live sessions re-check their identity.
+pub async fn reload_policy_now(ctx: &Arc<RelayContext>) {
+    reload_policy(ctx, true).await;
+}
+
 /// Reloads the policy (always when `forced`, else only if a file changed), off the runtime.
 async fn reload_policy(ctx: &Arc<RelayContext>, forced: bool) {
     let Some(handle) = ctx.policy.clone() else {
@@ -58,6 +63,9 @@ async fn reload_policy(ctx: &Arc<RelayContext>, forced: bool) {
         Ok(Some(Ok(policy))) => {
             info!(file = %policy.path().display(), "policy reloaded");
             ctx.metrics.config_reload(true);
+            // Live sessions re-check their identity against the new policy.
+            ctx.policy_reloaded
+                .send_modify(|generation| *generation += 1);
         }
         Ok(Some(Err(e))) => {
             warn!(cause = %e, "policy reload rejected; the previous policy stays in force");

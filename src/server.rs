@@ -585,6 +585,7 @@ impl Gateway {
     /// Binds the client listener(s) and the admin listener (port 0 allowed), loads TLS, and
     /// builds the [`RelayContext`].
     pub async fn bind(config: Arc<Config>) -> Result<Gateway, ServerError> {
+        warn_about_exposure(&config);
         let tls = match &config.tls {
             Some(settings) => Some(Arc::new(ServerTls::new(settings)?)),
             None => None,
@@ -724,6 +725,22 @@ impl Gateway {
         drop(self.shards);
         info!("drained");
         Ok(())
+    }
+}
+
+/// Start-up warnings for configurations that expose more than their owner may think.
+fn warn_about_exposure(config: &Config) {
+    if config.admin_insecure && config.admin_token.is_none() {
+        warn!(admin = %config.admin_listen, "--admin-insecure: the admin API is reachable beyond loopback without a token");
+    }
+    let public = |a: &SocketAddr| !a.ip().is_loopback();
+    let listens_beyond_loopback =
+        public(&config.listen) || config.tls_listen.as_ref().is_some_and(public);
+    if config.policy.is_none() && listens_beyond_loopback && config.allowed_origins.is_empty() {
+        warn!(
+            listen = %config.listen,
+            "static mode beyond loopback with no --allowed-origin: any page on any site can use the gateway's broker identity"
+        );
     }
 }
 

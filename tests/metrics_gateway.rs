@@ -74,7 +74,7 @@ async fn start() -> Gateway {
 /// One admin request with `Connection: close`: status and body.
 async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );

@@ -262,11 +262,15 @@ fn mapping_by_user_role_template_and_default() {
 fn passthrough_forwards_client_values_and_fallback_applies_without_mapping() {
     let dir = TempDir::new();
     let p = dir.policy("[[auth]]\ntype = \"passthrough\"\n");
-    let c = connect(&[("login", "guest"), ("passcode", "guest"), ("host", "/")]);
+    let c = connect(&[
+        ("login", "legacy"),
+        ("passcode", "legacy-pw"),
+        ("host", "/"),
+    ]);
     let who = p.authenticate(&c, &meta()).unwrap();
     let up = p.upstream_for(&who, &c).unwrap();
-    assert_eq!(up.login.as_deref(), Some("guest"));
-    assert_eq!(up.passcode.as_ref().map(|s| s.expose()), Some("guest"));
+    assert_eq!(up.login.as_deref(), Some("legacy"));
+    assert_eq!(up.passcode.as_ref().map(|s| s.expose()), Some("legacy-pw"));
     assert_eq!(up.host.as_deref(), Some("/"));
     // a non-passthrough identity with no [upstream] and no fallback cannot be mapped
     assert!(matches!(

@@ -532,15 +532,32 @@ fn passthrough_accepts_anyone_as_their_own_login() {
     let p = dir.policy("[[auth]]\ntype = \"passthrough\"\nroles = [\"legacy\"]\n");
     let id = p
         .authenticate(
-            &connect(&[("login", "guest"), ("passcode", "guest")]),
+            &connect(&[("login", "svc-a"), ("passcode", "whatever")]),
             &meta(),
         )
         .unwrap();
     assert_eq!(
         (id.user.as_str(), id.source),
-        ("guest", AuthSource::Passthrough)
+        ("svc-a", AuthSource::Passthrough)
     );
     assert_eq!(id.roles, vec!["legacy"]);
+    // `guest` is refused by default (RabbitMQ lets it in over the gateway's loopback), in any
+    // letter case; the deny list is the policy's to change.
+    for guest in ["guest", "GUEST"] {
+        let r = p.authenticate(
+            &connect(&[("login", guest), ("passcode", "guest")]),
+            &meta(),
+        );
+        assert_eq!(r, Err(AuthError::LoginDenied));
+    }
+    let open = dir.policy("[[auth]]\ntype = \"passthrough\"\ndeny_logins = [\"root\"]\n");
+    assert!(open
+        .authenticate(&connect(&[("login", "guest"), ("passcode", "g")]), &meta())
+        .is_ok());
+    assert_eq!(
+        open.authenticate(&connect(&[("login", "root"), ("passcode", "g")]), &meta()),
+        Err(AuthError::LoginDenied)
+    );
     let r = p.authenticate(&connect(&[("login", "a"), ("login", "b")]), &meta());
     assert_eq!(r, Err(AuthError::AmbiguousCredentials));
     // No login: the broker would apply its default user (RabbitMQ's guest) — refused.
@@ -614,4 +631,48 @@ fn jwks_with_ec_and_ed25519_keys_and_an_encryption_key() {
     assert!(Policy::load(&dir.write("b.toml", format!("{base}jwks_alg = \"RS256\"\n"))).is_err());
     let p = dir.policy(&format!("{base}jwks_alg = \"ES256\"\n"));
     assert_eq!(jwt_user(&p, &sign(&es, None, &claims("e"))), Ok("e".into()));
+}
+
+#[test]
+fn require_exp_false_allows_a_missing_exp_only_and_identities_carry_their_end() {
+    let dir = TempDir::new();
+    let secret = "a-test-hmac-secret-of-32-bytes-or-more";
+    dir.write("hs.secret", secret);
+    let p = dir.policy(
+        r#"
+        [[auth]]
+        type = "jwt"
+        leeway = "5s"
+        require_exp = false
+        sources = { passcode = true }
+        [[auth.key]]
+        alg = "HS256"
+        secret_file = "hs.secret"
+        "#,
+    );
+    let auth = |claims: serde_json::Value| {
+        let token = sign_hs(Algorithm::HS256, secret.as_bytes(), &claims);
+        p.authenticate(&connect(&[("login", "x"), ("passcode", &token)]), &meta())
+    };
+    let no_exp = auth(json!({"sub": "a"})).unwrap();
+    assert_eq!(no_exp.valid_until_unix, None, "no exp: no end of its own");
+    let exp = now() + 60;
+    let live = auth(json!({"sub": "a", "exp": exp})).unwrap();
+    assert_eq!(
+        live.valid_until_unix,
+        Some(exp as u64 + 5),
+        "exp plus the leeway"
+    );
+    assert_eq!(
+        auth(json!({"sub": "a", "exp": now() - 86_400})),
+        Err(AuthError::TokenExpired),
+        "a present exp is always checked"
+    );
+    for odd in [json!("9999999999"), json!(1.5e10), json!(-1)] {
+        assert_eq!(
+            auth(json!({"sub": "a", "exp": odd})),
+            Err(AuthError::TokenInvalid),
+            "exp {odd}"
+        );
+    }
 }

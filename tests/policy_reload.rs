@@ -102,6 +102,8 @@ fn limiter_blocks_after_burst_refills_over_time_and_stays_bounded() {
     let settings = LimiterSettings {
         burst: 3,
         refill_every: Duration::from_secs(10),
+        address_burst: 50,
+        address_refill_every: Duration::from_secs(1),
         max_addresses: 100,
     };
     let mut l = LoginLimiter::new(settings);
@@ -109,43 +111,31 @@ fn limiter_blocks_after_burst_refills_over_time_and_stays_bounded() {
     let other: IpAddr = "192.0.2.2".parse().unwrap();
     let t0 = Instant::now();
     for i in 0..3 {
-        assert!(l.check(ip, t0).is_ok(), "attempt {i}");
-        l.record_failure(ip, t0);
+        assert!(l.try_take(ip, "alice", t0).is_ok(), "attempt {i}");
     }
-    assert_eq!(l.check(ip, t0), Err(AuthError::RateLimited));
+    assert_eq!(l.try_take(ip, "alice", t0), Err(AuthError::RateLimited));
     assert!(
-        l.check(other, t0).is_ok(),
+        l.try_take(other, "alice", t0).is_ok(),
         "other addresses are not affected"
     );
     assert_eq!(
-        l.check(ip, t0 + Duration::from_secs(9)),
+        l.try_take(ip, "alice", t0 + Duration::from_secs(9)),
         Err(AuthError::RateLimited)
     );
     assert!(
-        l.check(ip, t0 + Duration::from_secs(10)).is_ok(),
+        l.try_take(ip, "alice", t0 + Duration::from_secs(10))
+            .is_ok(),
         "one token back"
     );
-    l.record_failure(ip, t0 + Duration::from_secs(10));
     assert_eq!(
-        l.check(ip, t0 + Duration::from_secs(10)),
+        l.try_take(ip, "alice", t0 + Duration::from_secs(10)),
         Err(AuthError::RateLimited)
     );
 
-    // IPv6 hosts are grouped by /64
-    let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-    let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-    for _ in 0..3 {
-        l.record_failure(a, t0);
-    }
-    assert_eq!(l.check(b, t0), Err(AuthError::RateLimited));
-    assert!(l.check("2001:db8:1:3::1".parse().unwrap(), t0).is_ok());
-
     // memory stays bounded under a flood of addresses
     for i in 0..10_000u32 {
-        l.record_failure(
-            IpAddr::from(i.to_be_bytes()),
-            t0 + Duration::from_millis(u64::from(i)),
-        );
+        let t = t0 + Duration::from_millis(u64::from(i));
+        let _ = l.try_take(IpAddr::from(i.to_be_bytes()), "alice", t);
         assert!(l.len() <= 100);
     }
 }
@@ -331,4 +321,47 @@ fn no_secret_in_errors_debug_or_logs() {
             assert!(!s.contains(secret), "secret {secret:?} leaked in {s}");
         }
     }
+}
+
+#[test]
+fn a_reloaded_policy_tells_which_live_identities_it_no_longer_accepts() {
+    use stompgate::policy::{AuthSource, Identity, Revoked};
+    let dir = TempDir::new();
+    dir.write(
+        "users.toml",
+        users_toml(&[("alice", "pw", &[], ""), ("bob", "pw", &[], "")]),
+    );
+    let id = |user: &str, source| Identity::new(user, vec![], source);
+    let alice = id("alice", AuthSource::Static);
+    let cert = id("CN=sensor-1", AuthSource::ClientCert);
+    let legacy = id("legacy", AuthSource::Passthrough);
+    let token = id("carol", AuthSource::Jwt);
+    let before = dir.policy(
+        "[[auth]]\ntype = \"static\"\nusers_file = \"users.toml\"\n\
+         [[auth]]\ntype = \"client-cert\"\nallowed = [\"CN=sensor-1\"]\n\
+         [[auth]]\ntype = \"passthrough\"\n",
+    );
+    for who in [&alice, &cert, &legacy] {
+        assert_eq!(before.revocation(who), None, "{}", who.user);
+    }
+    assert_eq!(
+        before.revocation(&token),
+        Some(Revoked::NoLongerAccepted),
+        "no jwt backend"
+    );
+    dir.write("users.toml", users_toml(&[("bob", "pw", &[], "")]));
+    let after = dir.policy(
+        "[[auth]]\ntype = \"static\"\nusers_file = \"users.toml\"\n\
+         [[auth]]\ntype = \"client-cert\"\nallowed = [\"CN=sensor-2\"]\n\
+         [[auth]]\ntype = \"passthrough\"\ndeny_logins = [\"guest\", \"legacy\"]\n",
+    );
+    assert_eq!(after.revocation(&alice), Some(Revoked::UserRemoved));
+    assert_eq!(after.revocation(&id("bob", AuthSource::Static)), None);
+    assert_eq!(after.revocation(&cert), Some(Revoked::NoLongerAccepted));
+    assert_eq!(after.revocation(&legacy), Some(Revoked::NoLongerAccepted));
+    // The same user name from another kind of backend is not the static user.
+    assert_eq!(
+        after.revocation(&id("bob", AuthSource::HttpBasic)),
+        Some(Revoked::NoLongerAccepted)
+    );
 }

@@ -28,7 +28,7 @@ async fn start(tune: impl FnOnce(&mut Config)) -> Gateway {
 
 /// `GET path` with `Connection: close`: status and body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     common::http_exchange(addr, &req).await
 }
 

@@ -43,7 +43,7 @@ async fn start(grace: Duration) -> Running {
 
 /// `GET path` on the admin listener: status and body.
 async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     common::http_exchange(addr, &req).await
 }
 

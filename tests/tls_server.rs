@@ -309,7 +309,7 @@ async fn mutual_tls_required_refuses_missing_and_foreign_certificates() {
 
     let alice = client_ca.client(Some("alice"), &["alice@example.com"]);
     assert!(echo_with(addr, &server_ca, Some(&alice)).await);
-    let identity = Some("alice".to_owned());
+    let identity = Some("CN=alice".to_owned());
     let sni = Some("localhost".to_owned());
     assert_eq!(next_seen(&mut seen).await, Seen::Accepted { identity, sni });
 }
@@ -322,13 +322,21 @@ async fn peer_identity_falls_back_to_the_first_san() {
         mtls_server(dir.path(), &server_ca, &client_ca, ClientAuthMode::Required).await;
     let device = client_ca.client(None, &["device-42.clients.example", "ops@example.com"]);
     assert!(echo_with(addr, &server_ca, Some(&device)).await);
-    let identity = Some("device-42.clients.example".to_owned());
+    // Prefixed with its kind: a SAN can never pass for a CN in an `allowed` list.
+    let identity = Some("DNS:device-42.clients.example".to_owned());
     let sni = Some("localhost".to_owned());
     assert_eq!(next_seen(&mut seen).await, Seen::Accepted { identity, sni });
 
     let names = stompgate::tls::ClientCertNames::from_der(device.der.as_ref()).unwrap();
     assert_eq!(names.common_name, None);
-    assert_eq!(names.sans, ["device-42.clients.example", "ops@example.com"]);
+    assert_eq!(
+        names.sans,
+        ["DNS:device-42.clients.example", "email:ops@example.com"]
+    );
+    // A certificate whose SAN spells a CN is still told apart from one with that CN.
+    let spoof = client_ca.client(None, &["CN=alice"]);
+    let spoof = stompgate::tls::ClientCertNames::from_der(spoof.der.as_ref()).unwrap();
+    assert_ne!(spoof.identity().as_deref(), Some("CN=alice"));
 }
 
 #[tokio::test]
@@ -352,7 +360,7 @@ async fn mutual_tls_optional_accepts_anonymous_clients_but_not_foreign_certifica
 
     let bob = client_ca.client(Some("bob"), &[]);
     assert!(echo_with(addr, &server_ca, Some(&bob)).await);
-    let identity = Some("bob".to_owned());
+    let identity = Some("CN=bob".to_owned());
     assert_eq!(next_seen(&mut seen).await, Seen::Accepted { identity, sni });
 
     let rogue = rogue_ca.client(Some("mallory"), &[]);

@@ -182,7 +182,7 @@ async fn client_certificate_is_presented_to_the_broker() {
     };
     let mut stream = connect(&settings, addr, "localhost").await.unwrap();
     stream.write_all(b"x").await.unwrap();
-    let identity = Some("stompgate".to_owned());
+    let identity = Some("CN=stompgate".to_owned());
     let sni = Some("localhost".to_owned());
     assert_eq!(next_seen(&mut seen).await, Seen::Accepted { identity, sni });
 }

@@ -176,6 +176,8 @@ pub struct Families {
     pub per_conn_frames: IntCounterVec,
     /// `stompgate_connection_bytes_total{connection,direction}` (opt-in).
     pub per_conn_bytes: IntCounterVec,
+    /// `stompgate_admin_requests_refused_total{reason}`.
+    pub admin_refused: IntCounterVec,
 }
 
 /// Frame sizes: 64 B .. 4 MiB (the default body limit).
@@ -373,6 +375,16 @@ impl Families {
                         "Frame bytes per live session (opt-in, capped).",
                     ),
                     &["connection", "direction"],
+                )?,
+            )?,
+            admin_refused: reg(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "stompgate_admin_requests_refused_total",
+                        "Admin API requests refused, by reason (host, unauthorized, no_token, origin, content_type).",
+                    ),
+                    &["reason"],
                 )?,
             )?,
             registry: r,

@@ -120,6 +120,14 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a refused admin API request (`reason`: a fixed set, see `admin`).
+    pub fn admin_refused(&self, reason: &str) {
+        self.families
+            .admin_refused
+            .with_label_values(&[reason])
+            .inc();
+    }
+
     /// Counts a configuration (policy, certificate) reload.
     pub fn config_reload(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
@@ -183,6 +191,7 @@ pub fn refused_reason(end: &End, connected: bool) -> Option<RefusedReason> {
     Some(match end {
         End::Refused { .. } if connected => RefusedReason::Acl,
         End::Refused { .. } => RefusedReason::Auth,
+        End::TooManyPending => RefusedReason::Limit,
         _ if connected => return None,
         End::ClientProtocol { .. } | End::Malformed(_) | End::ConnectTimeout => {
             RefusedReason::Protocol

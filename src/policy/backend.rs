@@ -26,6 +26,8 @@ pub enum Backend {
     Passthrough {
         /// Roles for every client.
         roles: Vec<String>,
+        /// Broker logins refused.
+        deny_logins: Vec<String>,
     },
     /// A verified client certificate.
     ClientCert {
@@ -58,6 +60,7 @@ impl UsersBackend {
             roles,
             claims: u.claims.clone(),
             source,
+            valid_until_unix: None,
         })
     }
 }
@@ -102,7 +105,10 @@ impl BackendLoader<'_> {
                     backend = %field,
                     "passthrough authentication: clients' own credentials go to the broker, which alone decides who they are"
                 );
-                Backend::Passthrough { roles: s.roles }
+                Backend::Passthrough {
+                    roles: s.roles,
+                    deny_logins: s.deny_logins.unwrap_or_else(|| vec!["guest".to_owned()]),
+                }
             }
             AuthSpec::ClientCert(s) => Backend::ClientCert {
                 roles: s.roles,
@@ -144,13 +150,16 @@ impl Backend {
                 u.check(&login, &pass, AuthSource::HttpBasic)
             }
             Backend::Jwt(j) => j.authenticate(connect, meta),
-            Backend::Passthrough { roles } => {
+            Backend::Passthrough { roles, deny_logins } => {
                 // Without a login the broker would apply its default user (RabbitMQ: `guest`,
                 // which it allows over the gateway's loopback link): never pass that on.
                 let login = credentials::connect_login(connect)?
                     .map(|(l, _)| l)
                     .filter(|l| !l.is_empty())
                     .ok_or(AuthError::MissingCredentials)?;
+                if login_denied(deny_logins, login) {
+                    return Err(AuthError::LoginDenied);
+                }
                 Ok(Identity::new(login, roles.clone(), AuthSource::Passthrough))
             }
             Backend::ClientCert { roles, allowed } => {
@@ -165,6 +174,78 @@ impl Backend {
             }
         }
     }
+}
+
+/// Whether `login` is on a pass-through deny list (ASCII case-insensitive: a broker that
+/// folds case must not let `GUEST` through where `guest` is refused).
+pub fn login_denied(deny: &[String], login: &str) -> bool {
+    deny.iter().any(|d| d.eq_ignore_ascii_case(login))
+}
+
+/// Why a live session's identity is no longer accepted after a policy reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// The user is no longer in any users file of its backend kind.
+    UserRemoved,
+    /// No backend of its kind accepts the identity any more (backend removed, certificate
+    /// no longer allowed, login now denied).
+    NoLongerAccepted,
+}
+
+impl Revoked {
+    /// The `ERROR` message the session is closed with.
+    pub fn message(self) -> &'static str {
+        match self {
+            Revoked::UserRemoved => "authentication failed: user removed",
+            Revoked::NoLongerAccepted => "authentication failed: no longer accepted",
+        }
+    }
+
+    /// The close reason label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Revoked::UserRemoved => "user_removed",
+            Revoked::NoLongerAccepted => "identity_revoked",
+        }
+    }
+}
+
+impl Backend {
+    /// Whether this backend would still accept `id` without seeing its credentials again:
+    /// `None` when `id` came from another kind of backend. A JWT is not re-verified (the
+    /// gateway keeps no token); its session ends at `exp` instead.
+    fn still_accepts(&self, id: &Identity) -> Option<bool> {
+        let accepts = match (self, id.source) {
+            (Backend::Static(u), AuthSource::Static)
+            | (Backend::HttpBasic(u), AuthSource::HttpBasic) => u.users.contains(&id.user),
+            (Backend::Jwt(_), AuthSource::Jwt) => true,
+            (Backend::Passthrough { deny_logins, .. }, AuthSource::Passthrough) => {
+                !login_denied(deny_logins, &id.user)
+            }
+            (Backend::ClientCert { allowed, .. }, AuthSource::ClientCert) => allowed
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|a| a == &id.user)),
+            _ => return None,
+        };
+        Some(accepts)
+    }
+}
+
+/// Whether a session authenticated as `id` may go on under `backends` (a reloaded policy).
+pub fn revocation(backends: &[Backend], id: &Identity) -> Option<Revoked> {
+    let verdicts: Vec<bool> = backends
+        .iter()
+        .filter_map(|b| b.still_accepts(id))
+        .collect();
+    if verdicts.contains(&true) {
+        return None;
+    }
+    let users_file = matches!(id.source, AuthSource::Static | AuthSource::HttpBasic);
+    Some(if users_file && !verdicts.is_empty() {
+        Revoked::UserRemoved
+    } else {
+        Revoked::NoLongerAccepted
+    })
 }
 
 /// Tries each backend in order; the first that accepts wins. When all refuse, the most

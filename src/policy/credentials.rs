@@ -146,6 +146,19 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The user name a login attempt claims, for the failed-login limiter: the CONNECT `login`,
+/// else the HTTP Basic user, else empty (tokens and certificates name no user up front).
+/// Never a secret; repeated or malformed headers give an empty name (the backends refuse them).
+pub fn claimed_user(frame: &Frame, meta: &ClientMeta) -> String {
+    if let Ok(Some((login, _))) = connect_login(frame) {
+        return login.to_owned();
+    }
+    match basic(meta) {
+        Ok(Some((user, _))) => user,
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,12 @@ pub enum AuthError {
     /// Too many failed logins from this address; try again later.
     #[error("authentication failed: too many failed attempts, try again later")]
     RateLimited,
+    /// Too many password checks are running or waiting; try again later.
+    #[error("authentication failed: server busy, try again later")]
+    Busy,
+    /// Pass-through: the broker login is on the deny list (`guest` by default).
+    #[error("authentication failed: this broker login is not allowed")]
+    LoginDenied,
 }
 
 impl AuthError {
@@ -67,6 +73,8 @@ impl AuthError {
             AuthError::WrongIssuer => "wrong_issuer",
             AuthError::Forbidden => "forbidden",
             AuthError::RateLimited => "rate_limited",
+            AuthError::Busy => "busy",
+            AuthError::LoginDenied => "login_denied",
         }
     }
 
@@ -82,7 +90,11 @@ impl AuthError {
             | AuthError::TokenNotYetValid
             | AuthError::WrongAudience
             | AuthError::WrongIssuer => 3,
-            AuthError::AmbiguousCredentials | AuthError::Forbidden | AuthError::RateLimited => 4,
+            AuthError::AmbiguousCredentials
+            | AuthError::Forbidden
+            | AuthError::RateLimited
+            | AuthError::Busy
+            | AuthError::LoginDenied => 4,
         }
     }
 }

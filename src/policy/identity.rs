@@ -49,6 +49,9 @@ pub struct Identity {
     pub claims: serde_json::Map<String, serde_json::Value>,
     /// The backend that accepted the client.
     pub source: AuthSource,
+    /// When the credential stops being valid, in seconds since the Unix epoch, leeway
+    /// included (a JWT's `exp`): the relay ends the session then. `None`: no end.
+    pub valid_until_unix: Option<u64>,
 }
 
 impl Identity {
@@ -59,6 +62,7 @@ impl Identity {
             roles,
             claims: serde_json::Map::new(),
             source,
+            valid_until_unix: None,
         }
     }
 

@@ -227,7 +227,8 @@ impl JwtBackend {
         v.leeway = self.leeway_secs;
         v.validate_nbf = true;
         let mut required: Vec<&str> = Vec::new();
-        v.validate_exp = self.require_exp;
+        // A present `exp` is always checked; `require_exp = false` only lets it be absent.
+        v.validate_exp = true;
         if self.require_exp {
             required.push("exp");
         }
@@ -260,11 +261,21 @@ impl JwtBackend {
             Some(Value::String(s)) => roles.extend(s.split_whitespace().map(str::to_owned)),
             _ => {}
         }
+        // The session ends when the token would no longer be accepted.
+        let valid_until_unix = match claims.get("exp") {
+            None => None,
+            Some(exp) => {
+                // An `exp` that is not a whole number was not checked by the library: refuse.
+                let exp = exp.as_u64().ok_or(AuthError::TokenInvalid)?;
+                Some(exp.saturating_add(self.leeway_secs))
+            }
+        };
         Ok(Identity {
             user,
             roles,
             claims,
             source: AuthSource::Jwt,
+            valid_until_unix,
         })
     }
 }

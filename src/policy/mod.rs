@@ -3,11 +3,13 @@
 //!
 //! The relay's use of it, per session:
 //!
-//! 1. `limiter.check(peer_ip, now)?` ([`LoginLimiter`], kept by the server behind a mutex);
+//! 1. `limiter.try_take(peer_ip, &claimed_user(..), now)?` ([`LoginLimiter`], kept by the
+//!    server behind a mutex): the attempt is paid for before any credential is checked;
 //! 2. `let policy = handle.current();` ([`PolicyHandle`]), then
-//!    `policy.authenticate(&connect, &meta)` **under `spawn_blocking`** (argon2 is slow on
-//!    purpose); on `Err(e)`: `limiter.record_failure(..)`, `ERROR` with `message: e` and
-//!    metric label `e.reason()`, close;
+//!    `policy.authenticate(&connect, &meta)` **off the async runtime**, under a small
+//!    concurrency bound (argon2 is slow and memory-hungry on purpose); on `Ok`:
+//!    `limiter.give_back(..)`; on `Err(e)`: `ERROR` with `message: e` and metric label
+//!    `e.reason()`, close;
 //! 3. `let up = policy.upstream_for(&identity, &connect)?; rewrite_connect(&mut connect, &up);`
 //! 4. for every later client frame: `policy.check_frame(&identity, &frame)` (with the policy
 //!    current at that time; the session keeps its `identity`). The relay, which refuses a
@@ -35,11 +37,13 @@ mod template;
 mod users;
 
 pub use acl::glob_match;
+pub use backend::{login_denied, Revoked};
 pub use cli::{hash_password_cli, hash_password_io, HashPasswordArgs};
+pub use credentials::claimed_user;
 pub use error::{AuthError, Denied, DeniedKind, PolicyError};
 pub use handle::PolicyHandle;
 pub use identity::{AuthSource, Identity};
-pub use limiter::{LimiterSettings, LoginLimiter};
+pub use limiter::{address_key, LimiterSettings, LoginLimiter, MAX_USER_KEY_BYTES};
 pub use policy::Policy;
 pub use rewrite::{rewrite_connect, UpstreamIdentity};
 pub use sources::RequestCredentials;

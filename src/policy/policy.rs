@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::acl::Acl;
-use super::backend::{authenticate_chain, Backend, BackendLoader};
+use super::backend::{authenticate_chain, revocation, Backend, BackendLoader, Revoked};
 use super::error::{AuthError, Denied, PolicyError};
 use super::identity::Identity;
 use super::limiter::LimiterSettings;
@@ -20,8 +20,8 @@ use crate::transport::ClientMeta;
 /// A loaded policy. Immutable: a reload builds a new one (see [`super::PolicyHandle`]).
 ///
 /// [`Policy::authenticate`] may verify an argon2 or bcrypt hash, which takes tens of
-/// milliseconds of CPU on purpose: call it from `tokio::task::spawn_blocking`, never directly
-/// on the async runtime. The other methods are cheap.
+/// milliseconds of CPU and ~19 MiB on purpose: call it off the async runtime, on a bounded set
+/// of threads (the relay's `VerifyPool`). The other methods are cheap.
 pub struct Policy {
     path: PathBuf,
     backends: Vec<Backend>,
@@ -124,10 +124,16 @@ impl Policy {
     }
 
     /// Authenticates a CONNECT (or STOMP) frame plus what the upgrade request showed. The
-    /// first backend that accepts wins. CPU-heavy: run under `spawn_blocking`. The caller
-    /// checks and feeds the [`super::LoginLimiter`] around it.
+    /// first backend that accepts wins. CPU-heavy: run it off the async runtime. The caller
+    /// takes a [`super::LoginLimiter`] token before and gives it back on success.
     pub fn authenticate(&self, connect: &Frame, meta: &ClientMeta) -> Result<Identity, AuthError> {
         authenticate_chain(&self.backends, connect, meta)
+    }
+
+    /// Whether a session that authenticated as `id` (under an earlier policy) is still
+    /// accepted by this one; `Some(why)` when it must be closed.
+    pub fn revocation(&self, id: &Identity) -> Option<Revoked> {
+        revocation(&self.backends, id)
     }
 
     /// The broker identity for `id`; pass it to [`super::rewrite_connect`].

@@ -64,6 +64,9 @@ pub struct RolesOnlySpec {
     /// Roles given to every client this backend accepts (for ACLs).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Broker logins refused (ASCII case-insensitive). Default `["guest"]`.
+    #[serde(default)]
+    pub deny_logins: Option<Vec<String>>,
 }
 
 /// `client-cert` settings.
@@ -238,7 +241,7 @@ pub enum AclAction {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimiterSpec {
-    /// Failures allowed in a burst per address. Default 10.
+    /// Failed attempts allowed in a burst per (address, user). Default 10.
     #[serde(default)]
     pub burst: Option<u32>,
     /// One more failure is allowed after each such interval. Default `6s`.
@@ -247,6 +250,12 @@ pub struct LimiterSpec {
     /// Most addresses tracked at once. Default 65536.
     #[serde(default)]
     pub max_addresses: Option<usize>,
+    /// Failed attempts allowed in a burst per address, whatever the user. Default 100.
+    #[serde(default)]
+    pub address_burst: Option<u32>,
+    /// One more attempt is allowed per address after each such interval. Default `600ms`.
+    #[serde(default, with = "humantime_serde")]
+    pub address_refill_every: Option<Duration>,
 }
 
 /// A users file.

@@ -1,16 +1,17 @@
 //! Static users: a TOML users file with argon2id (or imported bcrypt) password hashes, and the
 //! hashing behind `stompgate hash-password`.
 //!
-//! Verification is deliberately slow (that is the point of argon2): callers on an async
-//! runtime must run [`super::Policy::authenticate`] under `tokio::task::spawn_blocking`.
+//! Verification is deliberately slow and memory-hungry (that is the point of argon2): callers
+//! on an async runtime must run [`super::Policy::authenticate`] off it — the relay uses a few
+//! threads of its own (`relay::VerifyPool`), each reusing one argon2 working memory.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::PasswordHasher;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use super::error::{AuthError, PolicyError};
 use super::schema::UsersFile;
@@ -59,14 +60,53 @@ impl StoredHash {
 
     fn verify(&self, password: &[u8]) -> bool {
         match self {
-            StoredHash::Argon2(h) => PasswordHash::new(h.expose())
-                .ok()
-                .is_some_and(|ph| Argon2::default().verify_password(password, &ph).is_ok()),
+            StoredHash::Argon2(h) => verify_argon2(password, h.expose()),
             StoredHash::Bcrypt(h) => {
                 bcrypt::non_truncating_verify(password, h.expose()).unwrap_or(false)
             }
         }
     }
+}
+
+thread_local! {
+    /// This thread's argon2 working memory, reused by every check it runs. Left to the
+    /// library, each check allocates (and touches) its ~19 MiB afresh, and the allocator keeps
+    /// much of it: ten checks in a row grew the process by ~190 MiB. Reused, the credential
+    /// threads (`relay::VerifyPool`) hold one hash's memory each, and no more.
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Checks `password` against an argon2id PHC string, in this thread's reused memory.
+fn verify_argon2(password: &[u8], phc: &str) -> bool {
+    let Ok(ph) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&ph.salt, &ph.hash) else {
+        return false;
+    };
+    let (Ok(params), Ok(version)) = (
+        Params::try_from(&ph),
+        Version::try_from(ph.version.unwrap_or(0x13)),
+    ) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let argon = Argon2::new(Algorithm::Argon2id, version, params);
+    let mut out = vec![0u8; expected.len()];
+    let computed = ARGON2_MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::new());
+        }
+        argon
+            .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..blocks])
+            .is_ok()
+    });
+    computed && constant_time_eq(&out, expected.as_bytes())
+}
+
+/// Compares without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// One user from the file.
@@ -133,6 +173,11 @@ impl UserDb {
             users.insert(u.name, user);
         }
         Ok(UserDb { users, decoy })
+    }
+
+    /// Whether a user of this name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.users.contains_key(name)
     }
 
     /// Checks a name and password. An unknown user still costs one hash verification, and

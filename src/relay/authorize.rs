@@ -1,12 +1,13 @@
 //! The CONNECT policy step: who the client is, which broker identity and vhost it becomes
 //! (invariant 2), and the per-frame destination ACL of the Connected state.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::{info, warn};
 
 use super::{End, RelayContext};
-use crate::policy::{rewrite_connect, Identity};
+use crate::policy::{claimed_user, rewrite_connect, AuthError, Identity, Policy};
 use crate::stomp::Frame;
 use crate::transport::ClientMeta;
 
@@ -37,47 +38,17 @@ pub(super) async fn authorize(
         )));
     }
     let Some(handle) = &ctx.policy else {
-        if !ctx.config.upstream.passthrough {
-            rewrite_connect(connect, &ctx.config.upstream.identity);
-        } else if connect.header("login").is_none_or(str::is_empty) {
-            // The broker would apply its default user (RabbitMQ: `guest`, allowed over the
-            // gateway's loopback link): pass-through forwards credentials, never their absence.
-            return Err(refuse("authentication failed: no credentials".into()));
-        }
-        return Ok(None);
+        return authorize_static(ctx, connect).map_err(refuse);
     };
     if let Some(name) = GUARDED.iter().find(|g| count_any_case(connect, g) > 1) {
         return Err(refuse(format!(
             "ambiguous CONNECT: repeated `{name}` header"
         )));
     }
-    let ip = meta.peer.ip();
     let policy = handle.current();
-    let limited = {
-        let mut limiter = lock(ctx);
-        // `[login_limit]` may have changed in a reload since the limiter was made.
-        limiter.set_settings(policy.login_limit());
-        limiter.check(ip, Instant::now())
-    };
-    if let Err(e) = limited {
-        warn!(peer = %ip, reason = e.reason(), "login refused");
-        ctx.metrics.auth_failed(e.reason());
-        return Err(refuse(e.to_string()));
-    }
-    let (frame, meta_owned, checker) = (connect.clone(), meta.clone(), policy.clone());
-    // Password hashes are slow on purpose: keep them off the async workers.
-    let verdict = tokio::task::spawn_blocking(move || checker.authenticate(&frame, &meta_owned))
+    let identity = check_credentials(ctx, &policy, connect, meta)
         .await
-        .map_err(|_| refuse("authentication failed: internal error".into()))?;
-    let identity = match verdict {
-        Ok(id) => id,
-        Err(e) => {
-            lock(ctx).record_failure(ip, Instant::now());
-            warn!(peer = %ip, reason = e.reason(), "authentication failed");
-            ctx.metrics.auth_failed(e.reason());
-            return Err(refuse(e.to_string()));
-        }
-    };
+        .map_err(|e| refused_login(ctx, meta.peer.ip(), e, refuse))?;
     let upstream = policy.upstream_for(&identity, connect).map_err(|e| {
         warn!(user = %identity.user, cause = %e, "no broker identity for this user");
         refuse("access refused: no broker mapping for this identity".into())
@@ -85,6 +56,75 @@ pub(super) async fn authorize(
     rewrite_connect(connect, &upstream);
     info!(user = %identity.user, broker_user = upstream.login.as_deref().unwrap_or(""), vhost = upstream.host.as_deref().unwrap_or(""), "authenticated");
     Ok(Some(identity))
+}
+
+/// The limiter and the credential check: a token is taken before the check (so parallel
+/// attempts cannot outrun the limit) and given back when the login succeeds, or when it was
+/// never checked (the verify queue was full).
+async fn check_credentials(
+    ctx: &RelayContext,
+    policy: &Arc<Policy>,
+    connect: &Frame,
+    meta: &ClientMeta,
+) -> Result<Identity, AuthError> {
+    let (ip, user) = (meta.peer.ip(), claimed_user(connect, meta));
+    {
+        let mut limiter = lock(ctx);
+        // `[login_limit]` may have changed in a reload since the limiter was made.
+        limiter.set_settings(policy.login_limit());
+        limiter.try_take(ip, &user, Instant::now())?;
+    }
+    let (frame, meta_owned, checker) = (connect.clone(), meta.clone(), policy.clone());
+    // Password hashes are slow and memory-hungry on purpose: a few threads of their own.
+    let verdict = match &ctx.verify {
+        Some(pool) => pool
+            .run(move || checker.authenticate(&frame, &meta_owned))
+            .await
+            .and_then(|v| v),
+        None => Err(AuthError::Busy),
+    };
+    if matches!(verdict, Ok(_) | Err(AuthError::Busy)) {
+        lock(ctx).give_back(ip, &user, Instant::now());
+    }
+    verdict
+}
+
+/// Without a policy: the static broker identity, or pass-through of the client's own login
+/// (never none, never one on the deny list).
+fn authorize_static(ctx: &RelayContext, connect: &mut Frame) -> Result<Option<Identity>, String> {
+    let up = &ctx.config.upstream;
+    if !up.passthrough {
+        rewrite_connect(connect, &up.identity);
+        return Ok(None);
+    }
+    let Some(login) = connect.header("login").filter(|l| !l.is_empty()) else {
+        // The broker would apply its default user (RabbitMQ: `guest`, allowed over the
+        // gateway's loopback link): pass-through forwards credentials, never their absence.
+        ctx.metrics
+            .auth_failed(AuthError::MissingCredentials.reason());
+        return Err(AuthError::MissingCredentials.to_string());
+    };
+    if crate::policy::login_denied(&up.deny_logins, login) {
+        warn!(
+            reason = AuthError::LoginDenied.reason(),
+            "pass-through login refused"
+        );
+        ctx.metrics.auth_failed(AuthError::LoginDenied.reason());
+        return Err(AuthError::LoginDenied.to_string());
+    }
+    Ok(None)
+}
+
+/// Logs and counts a refused login; the ERROR to send.
+fn refused_login(
+    ctx: &RelayContext,
+    ip: std::net::IpAddr,
+    e: AuthError,
+    refuse: impl Fn(String) -> End,
+) -> End {
+    warn!(peer = %ip, reason = e.reason(), "authentication failed");
+    ctx.metrics.auth_failed(e.reason());
+    refuse(e.to_string())
 }
 
 /// How many headers are named `name`, in any letter case.

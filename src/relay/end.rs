@@ -50,6 +50,14 @@ pub enum End {
     Shutdown,
     /// An operator closed the session through the admin API (`DELETE /connections/{id}`).
     Kicked(String),
+    /// The client's address already holds its share of unauthenticated connections.
+    TooManyPending,
+    /// The session's JWT reached its `exp` (plus leeway).
+    TokenExpired,
+    /// A policy reload no longer accepts the session's identity.
+    Revoked(crate::policy::Revoked),
+    /// No byte from a client that negotiated no heart-beats, within `idle_timeout`.
+    ClientIdle,
 }
 
 impl End {
@@ -69,6 +77,10 @@ impl End {
             End::BrokerHeartbeatTimeout => "broker_heartbeat_timeout",
             End::Shutdown => "shutdown",
             End::Kicked(_) => "kicked",
+            End::TooManyPending => "pending_limit",
+            End::TokenExpired => "token_expired",
+            End::Revoked(why) => why.reason(),
+            End::ClientIdle => "idle_timeout",
         }
     }
 
@@ -144,6 +156,22 @@ impl End {
             ),
             End::Kicked(reason) => (
                 Some(format!("closed by operator: {reason}")),
+                CloseCode::Policy,
+            ),
+            End::TooManyPending => (
+                Some(
+                    "too many unauthenticated connections from this address; try again later"
+                        .into(),
+                ),
+                CloseCode::TryAgainLater,
+            ),
+            End::TokenExpired => (
+                Some(crate::policy::AuthError::TokenExpired.to_string()),
+                CloseCode::Policy,
+            ),
+            End::Revoked(why) => (Some(why.message().into()), CloseCode::Policy),
+            End::ClientIdle => (
+                Some("idle timeout: nothing received from the client".into()),
                 CloseCode::Policy,
             ),
         }

@@ -16,7 +16,10 @@
 mod authorize;
 mod end;
 mod handshake;
+mod lifetime;
+mod pending;
 mod pumps;
+mod verify;
 
 use std::sync::Arc;
 
@@ -32,6 +35,29 @@ use crate::tls::{TlsError, UpstreamTls};
 use crate::transport::{ClientLink, ClientMeta, ClientRx, ClientTx};
 
 pub use end::End;
+pub use pending::{PendingGuard, PendingLogins};
+pub use verify::VerifyPool;
+
+/// Largest command line + header block of a CONNECT, before the client has authenticated: room
+/// for a 16 KiB token in `passcode` and the usual headers, far below the frame limits that
+/// apply once it has.
+pub const PRE_AUTH_HEADER_BYTES: usize = 24 * 1024;
+/// Most header lines in a CONNECT before the client has authenticated.
+pub const PRE_AUTH_HEADERS: usize = 64;
+/// Largest frame body before the client has authenticated. A CONNECT has none (the codec
+/// refuses one); a few bytes let a client that sends another frame first be told that the
+/// first frame must be CONNECT, rather than that its body is too large.
+pub const PRE_AUTH_BODY_BYTES: usize = 256;
+
+/// The decoder limits before authentication: `config`'s, tightened to a small CONNECT, so an
+/// anonymous client cannot make the gateway buffer megabytes.
+pub fn pre_auth_limits(config: crate::stomp::Limits) -> crate::stomp::Limits {
+    crate::stomp::Limits {
+        max_header_bytes: config.max_header_bytes.min(PRE_AUTH_HEADER_BYTES),
+        max_headers: config.max_headers.min(PRE_AUTH_HEADERS),
+        max_body_bytes: config.max_body_bytes.min(PRE_AUTH_BODY_BYTES),
+    }
+}
 
 /// What every session shares: configuration, policy, metrics, and the shutdown signal.
 pub struct RelayContext {
@@ -47,6 +73,12 @@ pub struct RelayContext {
     pub limiter: std::sync::Mutex<LoginLimiter>,
     /// TLS towards the broker (`--upstream-tls`).
     pub upstream_tls: Option<Arc<UpstreamTls>>,
+    /// The threads that check credentials (only with a policy).
+    pub verify: Option<VerifyPool>,
+    /// Unauthenticated connections per client address (WebSocket and SockJS).
+    pub pending: Arc<PendingLogins>,
+    /// Bumped after every successful policy reload: live sessions re-check their identity.
+    pub policy_reloaded: tokio::sync::watch::Sender<u64>,
 }
 
 /// Why a [`RelayContext`] could not be built.
@@ -58,6 +90,9 @@ pub enum ContextError {
     /// The broker TLS settings are invalid.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The credential-checking threads could not start.
+    #[error("cannot start the credential-checking threads: {0}")]
+    Threads(std::io::Error),
 }
 
 impl RelayContext {
@@ -99,13 +134,21 @@ impl RelayContext {
             .map(UpstreamTls::new)
             .transpose()?
             .map(Arc::new);
+        let verify = policy
+            .as_ref()
+            .map(|_| VerifyPool::with_threads(config.login_threads))
+            .transpose()
+            .map_err(ContextError::Threads)?;
         Ok(Arc::new(RelayContext {
+            pending: PendingLogins::new(config.max_pending_per_address),
             config,
             shutdown,
             metrics,
             policy,
             limiter: std::sync::Mutex::new(LoginLimiter::new(limits)),
             upstream_tls,
+            verify,
+            policy_reloaded: tokio::sync::watch::Sender::new(0),
         }))
     }
 }
@@ -140,7 +183,7 @@ pub async fn run_session<R: ClientRx, T: ClientTx>(ctx: Arc<RelayContext>, link:
     let mut client = ClientSide {
         rx,
         buf: BytesMut::new(),
-        decoder: Decoder::new(ctx.config.limits),
+        decoder: Decoder::new(pre_auth_limits(ctx.config.limits)),
         rec,
         meta,
         identity: None,
@@ -186,6 +229,10 @@ async fn drive<R: ClientRx, T: ClientTx>(
     let shutdown = ctx.shutdown.clone();
     let stats = client.rec.stats().clone();
     let kicked = || End::Kicked(stats.kick_reason());
+    // Held until the CONNECT has passed the policy (see `PendingLogins`).
+    let Some(pending) = ctx.pending.try_enter(client.meta.peer.ip()) else {
+        return (End::TooManyPending, Version::V1_0);
+    };
     let connected = tokio::select! {
         biased;
         _ = shutdown.cancelled() => return (End::Shutdown, Version::V1_0),
@@ -194,17 +241,24 @@ async fn drive<R: ClientRx, T: ClientTx>(
         // session keeps.
         r = Box::pin(handshake::establish(ctx, client, tx)) => r,
     };
+    drop(pending);
     // Only authentication reads the request headers.
     client.meta.headers = http::HeaderMap::new();
     let upstream = match connected {
         Ok(up) => up,
         Err(end) => return (end, Version::V1_0),
     };
+    // Authenticated: the configured frame limits apply from the next frame on, and the
+    // transport's own pre-authentication bound goes.
+    client.decoder.set_limits(ctx.config.limits);
+    client.rx.authenticated();
     let version = upstream.version;
+    let identity = client.identity.clone();
     let end = tokio::select! {
         biased;
         _ = shutdown.cancelled() => End::Shutdown,
         _ = stats.kicked() => kicked(),
+        end = lifetime::until_revoked(ctx, identity) => end,
         end = pumps::run(ctx, client, tx, upstream) => end,
     };
     (end, version)

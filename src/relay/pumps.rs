@@ -45,12 +45,17 @@ pub(super) async fn run<R: ClientRx, T: ClientTx>(
     // session once that RECEIPT has been delivered.
     let disconnect_receipt = OnceLock::new();
     let rec = client.rec.clone();
+    // Without client heart-beats, `idle_timeout` still bounds the client's silence.
+    let idle = match client_idle {
+        Some(limit) => Some(IdleLimit::Heartbeat(limit)),
+        None => ctx.config.idle_timeout.map(IdleLimit::Idle),
+    };
     let c2b = client_to_broker(
         ctx,
         client,
         &mut broker_wr,
         version,
-        client_idle,
+        idle,
         &disconnect_receipt,
     );
     let b2c = broker_to_client(
@@ -74,7 +79,7 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
     client: &mut ClientSide<R>,
     broker: &mut W,
     version: Version,
-    idle: Option<Duration>,
+    idle: Option<IdleLimit>,
     disconnect_receipt: &OnceLock<Bytes>,
 ) -> End {
     let mut out = Outgoing::default();
@@ -109,9 +114,9 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
             client.buf = BytesMut::new();
         }
         let chunk = match idle {
-            Some(limit) => match tokio::time::timeout(limit, client.rx.recv()).await {
+            Some(limit) => match tokio::time::timeout(limit.duration(), client.rx.recv()).await {
                 Ok(r) => r,
-                Err(_) => return End::ClientHeartbeatTimeout,
+                Err(_) => return limit.end(),
             },
             None => client.rx.recv().await,
         };
@@ -121,6 +126,30 @@ async fn client_to_broker<R: ClientRx, W: AsyncWrite + Unpin>(
             Ok(Some(chunk)) => client.buf.extend_from_slice(&chunk),
             Ok(None) => return End::ClientGone,
             Err(e) => return End::from_link(e),
+        }
+    }
+}
+
+/// How long the client may stay silent, and why.
+#[derive(Debug, Clone, Copy)]
+enum IdleLimit {
+    /// The negotiated heart-beat interval, with grace.
+    Heartbeat(Duration),
+    /// No heart-beats were negotiated: `idle_timeout`.
+    Idle(Duration),
+}
+
+impl IdleLimit {
+    fn duration(self) -> Duration {
+        match self {
+            IdleLimit::Heartbeat(d) | IdleLimit::Idle(d) => d,
+        }
+    }
+
+    fn end(self) -> End {
+        match self {
+            IdleLimit::Heartbeat(_) => End::ClientHeartbeatTimeout,
+            IdleLimit::Idle(_) => End::ClientIdle,
         }
     }
 }

@@ -168,6 +168,12 @@ impl Decoder {
         self.limits
     }
 
+    /// Replaces the limits (the relay widens them once a client has authenticated). Takes
+    /// effect from the next frame: call it between frames.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// Decodes the next item from `buf`; `Ok(None)` when more bytes are needed.
     ///
     /// Each call yields at most one item, so a flood of heart-beat EOLs costs O(1) per call and

@@ -127,10 +127,11 @@ impl ServerTls {
         }
     }
 
-    /// The identity of the verified client certificate: its subject CN, else its first DNS,
-    /// e-mail or URI SAN. `None` without a client certificate.
+    /// The identity of the verified client certificate, as the `client-cert` policy backend
+    /// and its `allowed` list see it: `CN=<subject CN>`, else its first SAN as `DNS:<name>`,
+    /// `email:<address>` or `URI:<uri>`. `None` without a client certificate.
     pub fn peer_identity(conn: &ServerConnection) -> Option<String> {
-        Self::peer_names(conn)?.identity().map(str::to_owned)
+        Self::peer_names(conn)?.identity()
     }
 
     /// All the names of the verified client certificate, for policies that match SANs.
@@ -145,7 +146,8 @@ impl ServerTls {
 pub struct ClientCertNames {
     /// The subject's first common name (CN), if any.
     pub common_name: Option<String>,
-    /// The DNS, e-mail (RFC 822) and URI subject alternative names, in certificate order.
+    /// The DNS, e-mail (RFC 822) and URI subject alternative names, in certificate order,
+    /// each prefixed with its kind (`DNS:`, `email:`, `URI:`), so no SAN can read as a CN.
     pub sans: Vec<String>,
 }
 
@@ -170,19 +172,22 @@ impl ClientCertNames {
         Some(Self { common_name, sans })
     }
 
-    /// The CN if present, else the first SAN.
-    pub fn identity(&self) -> Option<&str> {
-        self.common_name
-            .as_deref()
-            .or(self.sans.first().map(String::as_str))
+    /// `CN=<cn>` if the subject has a CN, else the first SAN (already prefixed with its
+    /// kind). The prefixes keep the two apart: a SAN `sensor-1` is `DNS:sensor-1`, never the
+    /// `CN=sensor-1` an `allowed` list names.
+    pub fn identity(&self) -> Option<String> {
+        match &self.common_name {
+            Some(cn) => Some(format!("CN={cn}")),
+            None => self.sans.first().cloned(),
+        }
     }
 }
 
 fn san_text(name: &GeneralName<'_>) -> Option<String> {
     match name {
-        GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
-            Some((*s).to_owned())
-        }
+        GeneralName::DNSName(s) => Some(format!("DNS:{s}")),
+        GeneralName::RFC822Name(s) => Some(format!("email:{s}")),
+        GeneralName::URI(s) => Some(format!("URI:{s}")),
         _ => None,
     }
 }

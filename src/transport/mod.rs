@@ -118,6 +118,10 @@ pub trait ClientRx: Send + 'static {
     /// The next chunk of bytes from the client; `Ok(None)` once the client has closed.
     /// Chunk boundaries carry no meaning: a chunk may hold several frames or part of one.
     fn recv(&mut self) -> impl Future<Output = Result<Option<Bytes>, LinkError>> + Send;
+
+    /// The session authenticated: lift whatever bounds the transport keeps on an anonymous
+    /// client (the WebSocket's pre-authentication read limit). Nothing by default.
+    fn authenticated(&mut self) {}
 }
 
 /// The sending half of a client link.

@@ -63,10 +63,10 @@ describe('differential: RabbitMQ Web-STOMP vs stompgate → RabbitMQ', { skip, c
 
   before(async () => {
     const [gw, refuse] = await Promise.all([
-      startGateway({ upstream: RABBITMQ }),
+      startGateway({ upstream: RABBITMQ, adminToken: true }),
       startGateway({ upstream: RABBITMQ, passcode: 'not-the-broker-passcode' }),
     ]);
-    const target = (g) => ({ kind: 'gateway', adminUrl: g.adminUrl, url: () => g.wsUrl });
+    const target = (g) => ({ kind: 'gateway', adminUrl: g.adminUrl, adminHeaders: g.adminHeaders, url: () => g.wsUrl });
     env.stop = () => Promise.all([gw.stop(), refuse.stop()]);
     env.gateway = target(gw);
     env.refuse = target(refuse);

@@ -90,6 +90,17 @@ function gatewayEnv(extra = {}) {
   return { RUST_LOG: 'info', ...env, ...extra };
 }
 
+/**
+ * The admin token of gateways started with `adminToken: true` (state-changing admin requests
+ * need one), and the headers an admin request sends with it (a state change also needs the
+ * JSON content type).
+ */
+export const ADMIN_TOKEN = 'stompgate-test-admin-token';
+export const ADMIN_HEADERS = {
+  authorization: `Bearer ${ADMIN_TOKEN}`,
+  'content-type': 'application/json',
+};
+
 /** The gateway's arguments for a broker identity (`credentials: false` leaves them out). */
 function identityArgs({ upstream = RABBITMQ, credentials = true, login, passcode }) {
   const args = ['--upstream', upstream];
@@ -139,9 +150,10 @@ function readListeners(child, stderr) {
  *
  * Options: `t` (a node:test context: the gateway is stopped when the test ends), `args` (extra
  * flags), `upstream`, `credentials`/`login`/`passcode` (the broker identity; on by default),
- * `env` (extra environment).
+ * `env` (extra environment), `adminToken` (true: the admin API needs [`ADMIN_TOKEN`], and
+ * `adminHeaders` carries it).
  *
- * Returns `{ wsUrl, httpUrl, adminUrl, listeners, child, stderr(), stop() }` (only `wsUrl`,
+ * Returns `{ wsUrl, httpUrl, adminUrl, adminHeaders, listeners, child, stderr(), stop() }` (only `wsUrl`,
  * `direct: true`, `stderr()` and `stop()` when `STOMPGATE_TEST_DIRECT_WS` is set).
  */
 export async function startGateway(opts = {}) {
@@ -154,8 +166,9 @@ export async function startGateway(opts = {}) {
   ];
   // Sessions still open when a test ends should not hold the drain for the default 30 s.
   if (!args.includes('--shutdown-grace')) args.push('--shutdown-grace', DEFAULT_SHUTDOWN_GRACE);
+  const tokenEnv = opts.adminToken ? { STOMPGATE_ADMIN_TOKEN: ADMIN_TOKEN } : {};
   const child = spawn(GATEWAY_BIN, args, {
-    env: gatewayEnv(opts.env),
+    env: gatewayEnv({ ...tokenEnv, ...opts.env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.add(child);
@@ -183,6 +196,7 @@ export async function startGateway(opts = {}) {
     wsUrl: `ws://${listeners.client}${wsPath}`,
     httpUrl: `http://${listeners.client}`,
     adminUrl: `http://${listeners.admin}`,
+    adminHeaders: opts.adminToken ? ADMIN_HEADERS : {},
     child,
     stderr: () => stderr.text,
     stop,

@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::{
-    close_code_for, WsStream, CLOSE_LINGER, CLOSE_REPLY_TIMEOUT, MAX_CLOSE_REASON_BYTES,
-    RECV_BATCH_BYTES,
+    close_code_for, ReadLimit, ReadLimitExceeded, WsStream, CLOSE_LINGER, CLOSE_REPLY_TIMEOUT,
+    MAX_CLOSE_REASON_BYTES, RECV_BATCH_BYTES,
 };
 use crate::config::WsFrameMode;
 use crate::transport::{ClientRx, ClientTx, CloseCode, LinkError, RecvBatch};
@@ -42,6 +42,8 @@ pub struct WsRx {
     /// Bytes the previous `recv` returned: what the next batch reserves room for.
     last_batch: usize,
     state: Arc<CloseState>,
+    /// The socket's pre-authentication read limit, lifted by [`ClientRx::authenticated`].
+    read_limit: Option<ReadLimit>,
 }
 
 /// The sending half: one STOMP frame per message.
@@ -55,6 +57,7 @@ pub struct WsTx {
 
 /// Splits a WebSocket into the relay's two halves.
 pub fn split_link(ws: WsStream, mode: WsFrameMode) -> (WsRx, WsTx) {
+    let read_limit = ws.get_ref().read_limit().cloned();
     let (sink, stream) = ws.split();
     let state = Arc::new(CloseState::default());
     let rx = WsRx {
@@ -62,6 +65,7 @@ pub fn split_link(ws: WsStream, mode: WsFrameMode) -> (WsRx, WsTx) {
         held: None,
         last_batch: 0,
         state: state.clone(),
+        read_limit,
     };
     let tx = WsTx {
         sink,
@@ -101,6 +105,12 @@ impl ClientRx for WsRx {
         }
         self.last_batch = batch.len();
         Ok(Some(batch.join()))
+    }
+
+    fn authenticated(&mut self) {
+        if let Some(limit) = &self.read_limit {
+            limit.lift();
+        }
     }
 }
 
@@ -147,6 +157,10 @@ impl WsRx {
             self.state.error_code.store(code, Ordering::Release);
         }
         match e {
+            // Named, so the client is told why (an ERROR before the close).
+            WsError::Io(io) if io.get_ref().is_some_and(|e| e.is::<ReadLimitExceeded>()) => {
+                LinkError::Protocol(io.to_string())
+            }
             WsError::Io(io) => match io.kind() {
                 std::io::ErrorKind::ConnectionReset
                 | std::io::ErrorKind::BrokenPipe

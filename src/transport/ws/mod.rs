@@ -30,7 +30,7 @@ mod link;
 mod read_ahead;
 
 pub use link::{frame_message, split_link, truncate_reason, WsRx, WsTx};
-pub use read_ahead::ReadAhead;
+pub use read_ahead::{ReadAhead, ReadLimit, ReadLimitExceeded};
 /// A server-side WebSocket over an upgraded hyper connection (plain or TLS underneath).
 pub type WsStream = WebSocketStream<ReadAhead<TokioIo<Upgraded>>>;
 
@@ -44,6 +44,12 @@ const READ_BUFFER_BYTES: usize = 1024;
 /// Read-ahead while the client streams (see [`ReadAhead`]): one socket read per this many
 /// bytes instead of one per tungstenite read buffer.
 const READ_AHEAD_BYTES: usize = 64 * 1024;
+/// Bytes a client may send before its session is authenticated ([`ClientRx::authenticated`]):
+/// room for the largest CONNECT the relay accepts then (24 KiB of headers), far below a
+/// WebSocket message the codec would otherwise buffer whole (megabytes).
+///
+/// [`ClientRx::authenticated`]: crate::transport::ClientRx::authenticated
+pub const PRE_AUTH_READ_BYTES: usize = 64 * 1024;
 /// Most bytes one `recv` joins from client messages that are already received.
 const RECV_BATCH_BYTES: usize = 64 * 1024;
 /// Outbound bytes gathered before tungstenite writes to the socket (flush writes the rest).
@@ -179,7 +185,7 @@ impl PendingUpgrade {
     pub async fn finish(self) -> Result<WsStream, hyper::Error> {
         let upgraded = self.on_upgrade.await?;
         Ok(WebSocketStream::from_raw_socket(
-            ReadAhead::new(TokioIo::new(upgraded)),
+            ReadAhead::with_limit(TokioIo::new(upgraded), ReadLimit::new(PRE_AUTH_READ_BYTES)),
             Role::Server,
             Some(self.config),
         )

@@ -2,6 +2,8 @@
 //! not cost one system call per kilobyte when a client streams.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
@@ -22,6 +24,8 @@ pub struct ReadAhead<S> {
     buf: BytesMut,
     /// Whether reads go through `buf`.
     ahead: bool,
+    /// Bytes the peer may still send, until lifted (see [`ReadLimit`]).
+    limit: Option<ReadLimit>,
 }
 
 impl<S> ReadAhead<S> {
@@ -31,9 +35,59 @@ impl<S> ReadAhead<S> {
             inner,
             buf: BytesMut::new(),
             ahead: false,
+            limit: None,
         }
     }
+
+    /// [`ReadAhead::new`], failing reads with [`ReadLimitExceeded`] once `limit` is spent.
+    pub fn with_limit(inner: S, limit: ReadLimit) -> Self {
+        ReadAhead {
+            limit: Some(limit),
+            ..ReadAhead::new(inner)
+        }
+    }
+
+    /// The read limit, if there is one.
+    pub fn read_limit(&self) -> Option<&ReadLimit> {
+        self.limit.as_ref()
+    }
 }
+
+/// How many bytes a connection may still send, shared between its [`ReadAhead`] and the
+/// session. A WebSocket reads whole messages (up to the frame limit, megabytes) before the
+/// relay sees a byte, so the limit on what an unauthenticated client can make the gateway
+/// buffer has to sit below the WebSocket codec: the session lifts it once authenticated.
+#[derive(Debug, Clone)]
+pub struct ReadLimit(Arc<AtomicUsize>);
+
+impl ReadLimit {
+    /// At most `bytes` (a read in flight may overshoot by one read-ahead).
+    pub fn new(bytes: usize) -> Self {
+        ReadLimit(Arc::new(AtomicUsize::new(bytes)))
+    }
+
+    /// No limit from now on.
+    pub fn lift(&self) {
+        self.0.store(usize::MAX, Ordering::Release);
+    }
+
+    fn exhausted(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 0
+    }
+
+    fn spend(&self, n: usize) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                (left != usize::MAX).then(|| left.saturating_sub(n))
+            });
+    }
+}
+
+/// The error a read fails with once its [`ReadLimit`] is spent.
+#[derive(Debug, thiserror::Error)]
+#[error("too much data before the CONNECT was accepted")]
+pub struct ReadLimitExceeded;
 
 impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
     fn poll_read(
@@ -42,11 +96,19 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if this.buf.is_empty() && this.limit.as_ref().is_some_and(ReadLimit::exhausted) {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidData, ReadLimitExceeded);
+            return Poll::Ready(Err(e));
+        }
         if this.buf.is_empty() && !this.ahead {
             let wanted = out.remaining();
             let before = out.filled().len();
             ready!(Pin::new(&mut this.inner).poll_read(cx, out))?;
-            this.ahead = wanted > 0 && out.filled().len() - before == wanted;
+            let n = out.filled().len() - before;
+            this.ahead = wanted > 0 && n == wanted;
+            if let Some(limit) = &this.limit {
+                limit.spend(n);
+            }
             return Poll::Ready(Ok(()));
         }
         if this.buf.is_empty() {
@@ -57,7 +119,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(n)) => this.ahead = n > out.remaining(),
+                Poll::Ready(Ok(n)) => {
+                    this.ahead = n > out.remaining();
+                    if let Some(limit) = &this.limit {
+                        limit.spend(n);
+                    }
+                }
             }
         }
         let n = this.buf.len().min(out.remaining());
@@ -116,6 +183,27 @@ mod tests {
             self.1 += 1;
             Pin::new(&mut self.0).poll_read(cx, out)
         }
+    }
+
+    #[tokio::test]
+    async fn a_read_limit_fails_reads_once_spent_until_lifted() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut peer, sock) = tokio::io::duplex(256 * 1024);
+        peer.write_all(&[7u8; 200_000]).await.unwrap();
+        let limit = ReadLimit::new(10_000);
+        let mut r = ReadAhead::with_limit(sock, limit.clone());
+        let mut chunk = [0u8; 2048];
+        let mut got = 0;
+        let err = loop {
+            match r.read(&mut chunk).await {
+                Ok(n) => got += n,
+                Err(e) => break e,
+            }
+        };
+        assert!(err.get_ref().is_some_and(|e| e.is::<ReadLimitExceeded>()));
+        assert!((10_000..=10_000 + READ_AHEAD_BYTES).contains(&got), "{got}");
+        limit.lift();
+        assert!(r.read(&mut chunk).await.unwrap() > 0, "lifted: reads go on");
     }
 
     #[tokio::test]

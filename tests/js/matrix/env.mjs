@@ -87,6 +87,7 @@ function targetOf(gw) {
   return {
     kind: 'gateway',
     adminUrl: gw.adminUrl,
+    adminHeaders: gw.adminHeaders,
     url: (transport) => {
       if (transport === 'ws') return `${gw.wsUrl}`;
       if (transport === 'wss') return `wss://${tls}/ws`;
@@ -103,7 +104,9 @@ function targetOf(gw) {
  */
 export async function startGateways(cert) {
   const tls = ['--tls-listen', '127.0.0.1:0', '--tls-cert', cert.cert, '--tls-key', cert.key];
-  const start = (opts) => startGateway({ ...opts, args: [...tls, ...(opts.args ?? [])] }).then(targetOf);
+  // The drop scenario closes sessions through the admin API, which needs the token.
+  const start = (opts) =>
+    startGateway({ adminToken: true, ...opts, args: [...tls, ...(opts.args ?? [])] }).then(targetOf);
   const amq = { upstream: ACTIVEMQ, login: 'stompgate', passcode: 'unused-by-activemq' };
   const [rabbitmq, rabbitmqDrop, rabbitmqRefuse, activemq, activemqDrop] = await Promise.all([
     start({ upstream: RABBITMQ }),

@@ -38,7 +38,10 @@ async function deleteRabbitQueues(names) {
 
 /** Session ids live on a gateway (its admin `/connections`). */
 async function sessionIds(gw) {
-  const resp = await fetch(`${gw.adminUrl}/connections`, { signal: AbortSignal.timeout(5_000) });
+  const resp = await fetch(`${gw.adminUrl}/connections`, {
+    headers: gw.adminHeaders,
+    signal: AbortSignal.timeout(5_000),
+  });
   return (await resp.json()).filter((c) => c.connected).map((c) => c.id);
 }
 

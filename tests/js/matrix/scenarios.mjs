@@ -175,7 +175,10 @@ const scenarios = [
         const q = dest(ctx);
         await subscribe(ctx, s, 'sub-drop', q);
         const id = await ctx.drop.newId(gw, before);
-        const resp = await fetch(`${gw.adminUrl}/connections/${id}?reason=matrix`, { method: 'DELETE' });
+        const resp = await fetch(`${gw.adminUrl}/connections/${id}?reason=matrix`, {
+          method: 'DELETE',
+          headers: gw.adminHeaders,
+        });
         assert.equal(resp.status, 202);
         const err = await s.waitEvent('error', WAIT);
         assert.equal(err.frame.command, 'ERROR');
