@@ -47,6 +47,37 @@ impl UpstreamError {
     }
 }
 
+/// Why a broker that accepted the TCP connection gave no `CONNECTED` (nor `ERROR`). A broker
+/// that is out of file descriptors, starting, or stopping typically closes at once or says
+/// something that is not STOMP: to the browser, that is "unavailable", not "invalid frame".
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The broker closed (or reset) the connection before answering CONNECT.
+    #[error("broker closed the connection before CONNECTED{}", detail(.0))]
+    Closed(Option<String>),
+    /// The broker sent nothing within the connect timeout.
+    #[error("broker did not answer CONNECT within {0:?}")]
+    Silent(Duration),
+    /// The broker answered with bytes that are not a STOMP CONNECTED or ERROR.
+    #[error("broker answered CONNECT with {0}")]
+    Garbage(String),
+}
+
+fn detail(why: &Option<String>) -> String {
+    why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()
+}
+
+impl Refusal {
+    /// A short label for logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Closed(_) => "closed",
+            Refusal::Silent(_) => "timeout",
+            Refusal::Garbage(_) => "invalid_answer",
+        }
+    }
+}
+
 /// Connects to the broker as configured: the first address that answers, then TLS when
 /// `tls` is given (SNI and verification against the configured name, else that address's host).
 pub async fn connect(
