@@ -87,7 +87,10 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
             let _ = tx.flush().await;
             return Err(End::BrokerError);
         }
-        Err(Answer::Refused(why)) => return Err(End::BrokerRefused(why)),
+        Err(Answer::Refused(why)) => {
+            ctx.upstreams.mark_down(up.addr, &why.to_string());
+            return Err(End::BrokerRefused(why));
+        }
     };
     let version = connected
         .header("version")
@@ -177,7 +180,8 @@ struct Opening {
 
 async fn open_upstream(ctx: &RelayContext, connect: &Frame) -> Result<Opening, End> {
     let up = &ctx.config.upstream;
-    let (mut stream, addr) = upstream::connect(up, ctx.upstream_tls.as_deref())
+    let tls = ctx.upstream_tls.as_deref();
+    let (mut stream, addr) = upstream::connect(&ctx.upstreams, up.connect_timeout, tls)
         .await
         .map_err(End::BrokerUnreachable)?;
     debug!(upstream = %addr, "broker connected");
