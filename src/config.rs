@@ -895,6 +895,8 @@ impl Config {
             upstream: Some(vec![upstream.to_owned()]),
             upstream_login: Some(login.to_owned()),
             upstream_passcode: Some(Secret::new(passcode)),
+            // Tests open sessions in bursts; tests/accept_rate.rs sets a rate of its own.
+            accept_rate: Some(0),
             ..Options::default()
         };
         Config::resolve(o).expect("test configuration is valid")

@@ -18,6 +18,7 @@
 //! | [`reload`] | SIGHUP and file-change reloads of the policy and certificates |
 //! | [`upstream`] | connecting to the broker |
 //! | [`server`] | listeners, accept loop, limits, graceful drain |
+//! | [`admission`] | the accept-rate limit (token bucket, 503 + `Retry-After`) |
 //! | [`shards`] | the connection threads: one event loop each, a connection pinned to one |
 //! | [`tls`] | rustls configurations and certificate reload |
 //! | [`metrics`] | the Prometheus registry and the live-connection table |
@@ -25,6 +26,7 @@
 //! | [`demo`] | the demo page (`demo/`), embedded and served at `/` with `--demo` |
 
 pub mod admin;
+pub mod admission;
 pub mod config;
 pub mod demo;
 pub mod logging;

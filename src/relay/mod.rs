@@ -81,6 +81,8 @@ pub struct RelayContext {
     pub policy_reloaded: tokio::sync::watch::Sender<u64>,
     /// The broker members new sessions are spread over, and their health.
     pub upstreams: crate::upstream::Members,
+    /// New connections a second (`--accept-rate`); `None`: no limit.
+    pub accept_rate: Option<Arc<crate::admission::AcceptRate>>,
 }
 
 /// Why a [`RelayContext`] could not be built.
@@ -146,6 +148,9 @@ impl RelayContext {
             config.upstream.down_for,
             Some(metrics.registry()),
         );
+        let accept_rate =
+            crate::admission::AcceptRate::new(config.accept_rate, config.accept_burst)
+                .map(Arc::new);
         Ok(Arc::new(RelayContext {
             pending: PendingLogins::new(config.max_pending_per_address),
             config,
@@ -157,6 +162,7 @@ impl RelayContext {
             verify,
             policy_reloaded: tokio::sync::watch::Sender::new(0),
             upstreams,
+            accept_rate,
         }))
     }
 }
