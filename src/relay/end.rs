@@ -152,7 +152,12 @@ impl End {
                 )),
                 CloseCode::TryAgainLater,
             ),
-            End::BrokerGone(_) => (Some("broker connection lost".into()), CloseCode::Internal),
+            // The cause (a close, a reset) is the broker's, not a secret: it tells the operator
+            // looking at the browser's console whether a node died.
+            End::BrokerGone(cause) => (
+                Some(format!("broker connection lost: {cause}")),
+                CloseCode::Internal,
+            ),
             End::BrokerProtocol(_) => (
                 Some("broker sent an invalid frame".into()),
                 CloseCode::Internal,
