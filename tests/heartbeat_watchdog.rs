@@ -72,8 +72,9 @@ async fn a_silent_browser_ends_its_broker_session() {
         after >= Duration::from_millis(200),
         "closed too early: {after:?}"
     );
+    // Generous over the tolerance (CI machines are busy): the point is that it does close.
     assert!(
-        after <= TOLERANCE + Duration::from_millis(800),
+        after <= TOLERANCE + Duration::from_millis(1500),
         "closed late: {after:?}"
     );
     let (msg, code) = c.expect_error_close().await;
@@ -114,7 +115,7 @@ async fn a_silent_broker_ends_the_browser_session_with_an_error() {
     // (The test decoder does not unescape `\\c`, so match after the colon.)
     assert!(msg.contains("nothing received from the broker"), "{msg}");
     assert_eq!(code, CloseCode::Internal);
-    assert!(started.elapsed() <= TOLERANCE + Duration::from_millis(800));
+    assert!(started.elapsed() <= TOLERANCE + Duration::from_millis(1500));
     // And the broker's socket is closed too, not left dangling.
     tokio::time::timeout(Duration::from_secs(2), closed)
         .await

@@ -19,6 +19,10 @@ use super::UpstreamError;
 /// addresses than this still works, its extra members are just not remembered as down.
 pub const MAX_TRACKED_MEMBERS: usize = 256;
 
+/// How long resolved addresses are reused: a reconnect storm costs one DNS lookup per name
+/// every few seconds, not one per session, and members still follow DNS changes.
+pub const RESOLVE_TTL: Duration = Duration::from_secs(5);
+
 /// One address to try: the configured entry it came from (for TLS names) and where it points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Candidate {
@@ -37,6 +41,8 @@ pub struct Members {
     /// [`MAX_TRACKED_MEMBERS`] entries).
     health: Mutex<HashMap<SocketAddr, Option<Instant>>>,
     metrics: Option<MemberMetrics>,
+    /// The last resolution that found members, and when it was made.
+    resolved: Mutex<Option<(Instant, Vec<Candidate>)>>,
 }
 
 /// `stompgate_upstream_member_up{member}` and `stompgate_upstream_member_down_total{member}`.
@@ -78,6 +84,7 @@ impl Members {
             next: AtomicUsize::new(0),
             health: Mutex::new(HashMap::new()),
             metrics: registry.and_then(MemberMetrics::register),
+            resolved: Mutex::new(None),
         }
     }
 
@@ -92,7 +99,7 @@ impl Members {
         &self,
         timeout: Duration,
     ) -> Result<(TcpStream, Candidate), UpstreamError> {
-        let (candidates, mut last) = self.resolve(timeout).await;
+        let (candidates, mut last) = self.resolve_cached(timeout).await;
         for c in self.order(candidates, Instant::now()) {
             match tokio::time::timeout(timeout, TcpStream::connect(c.addr)).await {
                 Ok(Ok(stream)) => {
@@ -107,6 +114,21 @@ impl Members {
             self.mark_down(c.addr, &last);
         }
         Err(UpstreamError::Unreachable(last))
+    }
+
+    /// [`Members::resolve`], reusing a result younger than [`RESOLVE_TTL`] that found members.
+    async fn resolve_cached(&self, timeout: Duration) -> (Vec<Candidate>, String) {
+        let lock = || self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, candidates)) = lock().as_ref() {
+            if at.elapsed() < RESOLVE_TTL {
+                return (candidates.clone(), String::from("no member answered"));
+            }
+        }
+        let (candidates, last) = self.resolve(timeout).await;
+        if !candidates.is_empty() {
+            *lock() = Some((Instant::now(), candidates.clone()));
+        }
+        (candidates, last)
     }
 
     /// Every address of every entry, in configuration order; and the last resolution error.
