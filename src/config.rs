@@ -1036,6 +1036,26 @@ mod tests {
     }
 
     #[test]
+    fn failover_and_accept_rate_have_defaults_flags_and_toml_keys() {
+        let c = Config::resolve(opts(&["--upstream-login", "a"])).unwrap();
+        assert_eq!(c.upstream.down_for, Duration::from_secs(5));
+        assert_eq!((c.accept_rate, c.accept_burst), (1000, 1000));
+        let file: Options =
+            toml::from_str("upstream_down_for = \"2s\"\naccept_rate = 50\naccept_burst = 5")
+                .unwrap();
+        let c = Config::resolve(opts(&["--upstream-login", "a"]).merge(file)).unwrap();
+        assert_eq!(c.upstream.down_for, Duration::from_secs(2));
+        assert_eq!((c.accept_rate, c.accept_burst), (50, 5));
+        let args = ["--upstream-login", "a", "--accept-rate", "20"];
+        let c = Config::resolve(opts(&args)).unwrap();
+        assert_eq!(
+            (c.accept_rate, c.accept_burst),
+            (20, 20),
+            "burst follows the rate"
+        );
+    }
+
+    #[test]
     fn secrets_never_print() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "*** ***");
