@@ -5,13 +5,15 @@
 //! Shown: every session on the killed node gets an ERROR naming the cause within 1 s, then a
 //! close; the sessions on the other nodes carry on; reconnecting clients land on the surviving
 //! nodes through the gateway's address list; every receipted message is delivered at least
-//! once (counted exactly; duplicates are counted and printed).
+//! once (counted exactly; duplicates are counted and printed); after the node restarts, new
+//! sessions are spread to it again.
 //!
 //! Runs only with `STOMPGATE_TEST_CLUSTER=host:port,host:port,host:port` (the three STOMP
 //! listeners, first one first); without it the test prints SKIPPED and passes. It follows the
 //! script's layout: node N listens for STOMP on 6170N, management on 1570N, and writes its OS
 //! pid to `$STOMPGATE_TEST_CLUSTER_STATE/sgN/pid` (default `/var/lib/rabbitmq/stompgate-cluster`).
-//! The killed node (the first) stays down: the script's `start` brings it back.
+//! Then the test restarts the killed node with the script's `start` and shows that new sessions
+//! reach it again once the gateway's back-off for it is over.
 
 mod common;
 
@@ -31,6 +33,8 @@ const MESSAGES: u32 = 400;
 const RECEIPT_WAIT: Duration = Duration::from_secs(10);
 /// How soon a session on the killed node must learn about it.
 const ERROR_WITHIN: Duration = Duration::from_secs(1);
+/// The gateway's back-off for a member that failed (short: the test waits it out).
+const DOWN_FOR: Duration = Duration::from_secs(1);
 /// The consumer gives up this long after the last message it received.
 const CONSUMER_QUIET: Duration = Duration::from_secs(10);
 
@@ -242,6 +246,7 @@ async fn a_killed_node_ends_its_sessions_and_nothing_receipted_is_lost() {
     let mut cfg = Config::for_tests(&nodes[0], BROKER_LOGIN, BROKER_PASSCODE);
     cfg.upstream.addrs = nodes.clone();
     cfg.upstream.connect_timeout = Duration::from_secs(3);
+    cfg.upstream.down_for = DOWN_FOR;
     let ctx = RelayContext::new(Arc::new(cfg), CancellationToken::new()).unwrap();
 
     // Round-robin from the first member: session k lands on node k % 3.
@@ -336,4 +341,47 @@ async fn a_killed_node_ends_its_sessions_and_nothing_receipted_is_lost() {
     .await;
     assert!(lost.is_empty(), "receipted but never delivered: {lost:?}");
     assert_eq!(receipted, MESSAGES);
+
+    // The killed node restarts; once its back-off is over, new sessions reach it again.
+    restart_cluster().await;
+    tokio::time::sleep(DOWN_FOR).await;
+    let mut back = Vec::new();
+    for _ in 0..3 {
+        back.push(Session::open(&ctx).await.unwrap());
+    }
+    let upstreams: Vec<String> = ctx
+        .metrics
+        .connections()
+        .list()
+        .iter()
+        .filter_map(|s| s.facts().upstream.map(|a| a.to_string()))
+        .collect();
+    assert!(
+        upstreams.contains(&nodes[0]),
+        "none on the restarted node: {upstreams:?}"
+    );
+}
+
+/// Starts the killed node again through the set-up script (bounded).
+async fn restart_cluster() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/setup-rabbitmq-cluster.sh"
+    );
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("timeout")
+            .args(["150", script, "start"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "{script} start: {status}");
+    println!(
+        "killed node restarted in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
