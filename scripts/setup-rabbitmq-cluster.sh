@@ -21,6 +21,7 @@
 #   stop     stop the three nodes (state is kept).
 #   status   print each node's state and the cluster membership; exit 1 unless all 3 run.
 #   purge    stop, then delete the nodes' state.
+#   alarm on|off   raise or clear a memory alarm on node 2 (blocks publishers cluster-wide).
 # Prints STOMPGATE_TEST_CLUSTER=127.0.0.1:61701,127.0.0.1:61702,127.0.0.1:61703 when started.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -186,6 +187,17 @@ cmd_status() {
   ((up == ${#NODES[@]}))
 }
 
+# A memory alarm on node 2 (cluster-wide: every publisher is blocked) or its end.
+cmd_alarm() {
+  require_root
+  case "${1:-}" in
+    on) ctl 2 set_vm_memory_high_watermark 0.0000001 >/dev/null ;;
+    off) ctl 2 set_vm_memory_high_watermark 0.4 >/dev/null ;;
+    *) die "usage: $0 alarm on|off" ;;
+  esac
+  info "memory alarm $1 (node $(node_name 2))"
+}
+
 cmd_purge() {
   cmd_stop
   rm -rf "$STATE_ROOT"
@@ -197,5 +209,6 @@ case "${1:-start}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   purge) cmd_purge ;;
-  *) die "usage: $0 [start|stop|status|purge]" ;;
+  alarm) cmd_alarm "${2:-}" ;;
+  *) die "usage: $0 [start|stop|status|purge|alarm on|off]" ;;
 esac

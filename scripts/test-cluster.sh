@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The RabbitMQ cluster section of scripts/test.sh: starts the three extra nodes
 # (scripts/setup-rabbitmq-cluster.sh; ~50 s cold on 2 cores, ~130 MiB RSS per node), runs
-# tests/cluster_failover.rs against them (~10 s; it SIGKILLs the first node), then stops the
-# cluster, also when the test fails or the section times out. Run as root.
+# tests/cluster_failover.rs (~27 s; it SIGKILLs the first node and restarts it) and
+# tests/cluster_alarm.rs (~10 s; a memory alarm) against them, then stops the cluster, also
+# when a test fails or the section times out. Run as root.
 #
 # Usage: scripts/test-cluster.sh [--keep]   (--keep: leave the cluster running afterwards)
 set -euo pipefail
@@ -20,5 +21,5 @@ trap 'exit 143' TERM INT
 
 scripts/setup-rabbitmq-cluster.sh start
 export STOMPGATE_TEST_CLUSTER=127.0.0.1:61701,127.0.0.1:61702,127.0.0.1:61703
-section "tests/cluster_failover.rs against $STOMPGATE_TEST_CLUSTER"
-cargo test --test cluster_failover -- --nocapture
+section "tests/cluster_failover.rs and tests/cluster_alarm.rs against $STOMPGATE_TEST_CLUSTER"
+cargo test --test cluster_failover --test cluster_alarm -- --nocapture
