@@ -106,7 +106,11 @@ await_node() {
 join_cluster() {
   local n=$1 first
   first=$(node_name 1)
-  if ctl "$n" cluster_status 2>/dev/null | grep -q "$first"; then
+  # Captured first: `grep -q` closing the pipe early must not read as "not a member" (a reset
+  # of a member would follow).
+  local status
+  status=$(ctl "$n" cluster_status 2>/dev/null || true)
+  if [[ $status == *"$first"* ]]; then
     return 0
   fi
   info "$(node_name "$n") joins $first"
