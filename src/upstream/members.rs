@@ -148,19 +148,21 @@ impl Members {
         (out, last)
     }
 
-    /// The order to try `candidates` in: rotated by the cursor, healthy before down.
-    fn order(&self, mut candidates: Vec<Candidate>, now: Instant) -> Vec<Candidate> {
-        if candidates.is_empty() {
-            return candidates;
+    /// The order to try `candidates` in: the healthy ones rotated by the cursor (so they share
+    /// new sessions evenly), then the ones that are down.
+    fn order(&self, candidates: Vec<Candidate>, now: Instant) -> Vec<Candidate> {
+        let (mut up, down): (Vec<_>, Vec<_>) = {
+            let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            candidates
+                .into_iter()
+                .partition(|c| !matches!(health.get(&c.addr), Some(Some(until)) if *until > now))
+        };
+        if !up.is_empty() {
+            let start = self.next.fetch_add(1, Relaxed) % up.len();
+            up.rotate_left(start);
         }
-        let start = self.next.fetch_add(1, Relaxed) % candidates.len();
-        candidates.rotate_left(start);
-        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let is_down =
-            |c: &Candidate| matches!(health.get(&c.addr), Some(Some(until)) if *until > now);
-        // Stable: within each group the rotation stays.
-        candidates.sort_by_key(is_down);
-        candidates
+        up.extend(down);
+        up
     }
 
     /// Skips `addr` for the back-off period (logged and counted when it was not down).
@@ -258,6 +260,18 @@ mod tests {
             firsts.contains(&1),
             "back in rotation after the back-off: {firsts:?}"
         );
+    }
+
+    #[test]
+    fn the_healthy_members_share_evenly_while_one_is_down() {
+        let m = Members::new(vec![], Duration::from_secs(5), None);
+        let all = vec![cand(0, 1), cand(1, 2), cand(2, 3)];
+        m.mark_down(all[0].addr, "refused");
+        let now = Instant::now();
+        let firsts: Vec<u16> = (0..4)
+            .map(|_| m.order(all.clone(), now)[0].addr.port())
+            .collect();
+        assert_eq!(firsts, [2, 3, 2, 3]);
     }
 
     #[test]
