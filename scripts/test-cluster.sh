@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The RabbitMQ cluster section of scripts/test.sh: starts the three extra nodes
 # (scripts/setup-rabbitmq-cluster.sh; ~50 s cold on 2 cores, ~130 MiB RSS per node), runs
-# tests/cluster_failover.rs (~27 s; it SIGKILLs the first node and restarts it) and
+# tests/cluster_failover.rs (~31 s; it SIGKILLs the first node and restarts it) and
 # tests/cluster_alarm.rs (~10 s; a memory alarm) against them, then stops the cluster, also
 # when a test fails or the section times out. Run as root.
 #
