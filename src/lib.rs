@@ -17,8 +17,9 @@
 //! | [`relay`] | one session's state machine and its two pumps |
 //! | [`fanout`] | shared broadcast subscriptions: one broker subscription copied to many sessions |
 //! | [`reload`] | SIGHUP and file-change reloads of the policy and certificates |
-//! | [`upstream`] | connecting to the broker |
+//! | [`upstream`] | connecting to the broker: members of the address list, spread and failover |
 //! | [`server`] | listeners, accept loop, limits, graceful drain |
+//! | [`admission`] | the accept-rate limit (token bucket, 503 + `Retry-After`) |
 //! | [`shards`] | the connection threads: one event loop each, a connection pinned to one |
 //! | [`tls`] | rustls configurations and certificate reload |
 //! | [`metrics`] | the Prometheus registry and the live-connection table |
@@ -27,6 +28,7 @@
 //! | [`healthcheck`] | `stompgate healthcheck`: one bounded GET of `/healthz` for container HEALTHCHECKs |
 
 pub mod admin;
+pub mod admission;
 pub mod config;
 pub mod demo;
 pub mod fanout;

@@ -107,6 +107,8 @@ pub struct FanoutHub {
     pub(super) patterns: Vec<String>,
     pub(super) queue: usize,
     pub(super) upstream: crate::config::UpstreamConfig,
+    /// The broker members, shared with the sessions (their health and spreading).
+    pub(super) members: Arc<crate::upstream::Members>,
     pub(super) tls: Option<Arc<UpstreamTls>>,
     pub(super) limits: Limits,
     state: Mutex<HashMap<Arc<BrokerKey>, Conn>>,
@@ -118,6 +120,7 @@ impl FanoutHub {
     /// The hub for `config`; `None` when no destination is opted in (`fanout` empty).
     pub fn new(
         config: &Config,
+        members: Arc<crate::upstream::Members>,
         tls: Option<Arc<UpstreamTls>>,
         registry: &prometheus::Registry,
     ) -> Option<Arc<FanoutHub>> {
@@ -128,6 +131,7 @@ impl FanoutHub {
             patterns: config.fanout.clone(),
             queue: config.fanout_queue.max(1),
             upstream: config.upstream.clone(),
+            members,
             tls,
             limits: config.limits,
             state: Mutex::new(HashMap::new()),

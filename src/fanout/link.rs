@@ -49,9 +49,13 @@ async fn relay(
     conn_id: u64,
     out: &mut mpsc::Receiver<Bytes>,
 ) -> Result<(), String> {
-    let (mut stream, addr) = upstream::connect(&hub.upstream, hub.tls.as_deref())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut stream, addr) = upstream::connect(
+        &hub.members,
+        hub.upstream.connect_timeout,
+        hub.tls.as_deref(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     timeout(WRITE_TIMEOUT, stream.write_all(&key.connect_frame()))
         .await
         .map_err(|_| "CONNECT write timed out".to_string())?

@@ -81,6 +81,10 @@ pub struct RelayContext {
     pub policy_reloaded: tokio::sync::watch::Sender<u64>,
     /// Shared broadcast subscriptions (`None`: no destination opted in).
     pub fanout: Option<Arc<crate::fanout::FanoutHub>>,
+    /// The broker members new sessions are spread over, and their health.
+    pub upstreams: Arc<crate::upstream::Members>,
+    /// New connections a second (`--accept-rate`); `None`: no limit.
+    pub accept_rate: Option<Arc<crate::admission::AcceptRate>>,
 }
 
 /// Why a [`RelayContext`] could not be built.
@@ -141,8 +145,20 @@ impl RelayContext {
             .map(|_| VerifyPool::with_threads(config.login_threads))
             .transpose()
             .map_err(ContextError::Threads)?;
-        let fanout =
-            crate::fanout::FanoutHub::new(&config, upstream_tls.clone(), metrics.registry());
+        let upstreams = Arc::new(crate::upstream::Members::new(
+            config.upstream.addrs.clone(),
+            config.upstream.down_for,
+            Some(metrics.registry()),
+        ));
+        let fanout = crate::fanout::FanoutHub::new(
+            &config,
+            upstreams.clone(),
+            upstream_tls.clone(),
+            metrics.registry(),
+        );
+        let accept_rate =
+            crate::admission::AcceptRate::new(config.accept_rate, config.accept_burst)
+                .map(Arc::new);
         Ok(Arc::new(RelayContext {
             fanout,
             pending: PendingLogins::new(config.max_pending_per_address),
@@ -154,6 +170,8 @@ impl RelayContext {
             upstream_tls,
             verify,
             policy_reloaded: tokio::sync::watch::Sender::new(0),
+            upstreams,
+            accept_rate,
         }))
     }
 }
