@@ -499,7 +499,8 @@ async fn a_failure_of_the_shared_subscription_ends_every_member_with_an_error() 
     for page in &mut pages {
         let f = page.frame().await;
         assert_eq!(f.command, Command::Error, "{f:?}");
-        assert_eq!(f.header("message"), Some("broker connection lost"));
+        let message = f.header("message").unwrap_or_default();
+        assert!(message.starts_with("broker connection lost"), "{message}");
         assert!(page.next_frame().await.is_none(), "closed after the ERROR");
     }
     await_members(&ctx, 0).await;
