@@ -201,11 +201,26 @@ async fn takeover_with_the_victims_cookie_is_refused_and_the_victim_is_unaffecte
         }
     }
     assert!(!seen.contains("ERROR"), "{seen}");
-    assert_eq!(
-        queue_consumers(&queue).await,
-        1,
-        "the attacker's SUBSCRIBE reached nothing"
-    );
+    // The management API may take several seconds to show the consumer; the victim keeps a
+    // receiving request open meanwhile, or SockJS would end its idle session (and RabbitMQ
+    // delete the auto-delete queue) before the count arrives.
+    let keep_alive = async {
+        loop {
+            http(
+                "127.0.0.1",
+                gw.addr,
+                &format!("POST {url}/xhr"),
+                &victim_h,
+                "",
+            )
+            .await;
+        }
+    };
+    let consumers = tokio::select! {
+        n = queue_consumers(&queue) => n,
+        never = keep_alive => never,
+    };
+    assert_eq!(consumers, 1, "the attacker's SUBSCRIBE reached nothing");
     let refused = |r: &str| format!("stompgate_sessions_refused_total{{reason=\"{r}\"}}");
     assert!(metric(&gw, &refused("sockjs_origin")).await >= 5.0);
     assert!(metric(&gw, &refused("sockjs_binding")).await >= 4.0);
