@@ -21,6 +21,8 @@
 # Prints a markdown table on stdout; progress on stderr. Loopback only; bounded by REPS and SECS.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# Benchmarks open sessions as fast as they can: no accept-rate limit unless asked for.
+export STOMPGATE_ACCEPT_RATE="${STOMPGATE_ACCEPT_RATE:-0}"
 cd "$REPO_ROOT"
 
 REPS=3

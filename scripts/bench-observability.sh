@@ -9,6 +9,8 @@
 # Builds into /tmp/stompgate-obs-{on,off}-target (release; ~5 min each the first time).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# Benchmarks open sessions as fast as they can: no accept-rate limit unless asked for.
+export STOMPGATE_ACCEPT_RATE="${STOMPGATE_ACCEPT_RATE:-0}"
 cd "$REPO_ROOT"
 
 REPS=5

@@ -24,6 +24,8 @@
 # handshakes in flight at once (`--connect-concurrency` per load process, several processes).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# Benchmarks open sessions as fast as they can: no accept-rate limit unless asked for.
+export STOMPGATE_ACCEPT_RATE="${STOMPGATE_ACCEPT_RATE:-0}"
 cd "$REPO_ROOT"
 ulimit -n "$(ulimit -Hn)"
 

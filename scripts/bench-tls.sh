@@ -22,6 +22,8 @@
 # Prints progress to stderr and a Markdown summary (for docs/PERFORMANCE.md) to stdout.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# Benchmarks open sessions as fast as they can: no accept-rate limit unless asked for.
+export STOMPGATE_ACCEPT_RATE="${STOMPGATE_ACCEPT_RATE:-0}"
 cd "$REPO_ROOT"
 
 HANDSHAKES=2000

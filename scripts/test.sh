@@ -2,6 +2,8 @@
 # The project's whole test run (what CI runs through .ci/run):
 #   set-up of RabbitMQ (plus its STOMP TLS listener), ActiveMQ, Node deps and Chromium;
 #   cargo fmt/clippy/build/test; the promtool check of /metrics; the Node tests under tests/js;
+#   the RabbitMQ cluster failover test (scripts/setup-rabbitmq-cluster.sh, then
+#   tests/cluster_failover.rs, then the cluster is stopped);
 #   the WebSocket conformance run (scripts/autobahn.sh); the deployment run (release build,
 #   scripts/setup-deploy.sh, scripts/test-deploy.sh). Optional steps run when their script
 #   exists.
@@ -26,6 +28,7 @@ CARGO_TIMEOUT_SECS=1500
 NODE_TIMEOUT_SECS=1200
 AUTOBAHN_TIMEOUT_SECS=600
 DEPLOY_TIMEOUT_SECS=480
+CLUSTER_TIMEOUT_SECS=300
 NODE_TEST_TIMEOUT_MS=120000
 
 SUMMARY=()
@@ -95,6 +98,14 @@ run_node() {
     node --test --test-concurrency=1 --test-timeout="$NODE_TEST_TIMEOUT_MS" "${tests[@]}"
 }
 
+# The RabbitMQ cluster failover test: three extra nodes started, tests/cluster_failover.rs,
+# the nodes stopped (scripts/test-cluster.sh). Measured ~80 s cold on 2 cores; bounded at
+# CLUSTER_TIMEOUT_SECS.
+run_cluster() {
+  run_section "RabbitMQ cluster failover (scripts/test-cluster.sh)" "$CLUSTER_TIMEOUT_SECS" \
+    scripts/test-cluster.sh
+}
+
 run_conformance() {
   run_optional "WebSocket conformance (Autobahn)" "$AUTOBAHN_TIMEOUT_SECS" scripts/autobahn.sh
 }
@@ -121,6 +132,7 @@ main() {
   esac
   run_rust
   run_node
+  run_cluster
   run_conformance
   run_deploy
   print_summary

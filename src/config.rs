@@ -137,7 +137,10 @@ pub struct Options {
     )]
     pub allowed_origins: Option<Vec<String>>,
 
-    /// Broker STOMP address(es), `HOST:PORT`, comma-separated; tried in order. Default `127.0.0.1:61613`.
+    /// Broker STOMP address(es), `HOST:PORT`, comma-separated. New sessions are spread
+    /// round-robin over the healthy addresses (a name resolving to several addresses counts as
+    /// several); one that refuses or times out is skipped for `--upstream-down-for`. Default
+    /// `127.0.0.1:61613`.
     #[arg(long, env = "STOMPGATE_UPSTREAM", value_delimiter = ',')]
     pub upstream: Option<Vec<String>>,
 
@@ -408,6 +411,27 @@ pub struct Options {
     /// it names neither.
     #[arg(long, env = "STOMPGATE_BROKER", value_enum)]
     pub broker: Option<crate::policy::Dialect>,
+
+    /// How long an upstream address that refused, reset or timed out is skipped when new
+    /// sessions are spread over `--upstream` (it is still tried when every address is down).
+    /// Default `5s`: a restarted node gets sessions again within seconds, while a dead one is
+    /// not hit by every reconnecting browser.
+    #[arg(long, env = "STOMPGATE_UPSTREAM_DOWN_FOR", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub upstream_down_for: Option<Duration>,
+
+    /// New client connections (WebSocket upgrades and SockJS sessions) accepted per second,
+    /// across all listeners; further ones get HTTP 503 with `Retry-After`. `0` switches it off.
+    /// Default 1000: after a broker node fails, stomp.js clients reconnect within seconds of
+    /// each other, and each new session costs a broker CONNECT (and with a policy, a password
+    /// check); spreading 10,000 of them over ~10 s keeps the surviving nodes serving.
+    #[arg(long, env = "STOMPGATE_ACCEPT_RATE")]
+    pub accept_rate: Option<u32>,
+
+    /// How many new connections may arrive at once above `--accept-rate` (the token bucket's
+    /// size). Default: one second's worth (`accept_rate`).
+    #[arg(long, env = "STOMPGATE_ACCEPT_BURST")]
+    pub accept_burst: Option<u32>,
 }
 
 /// Tools built into the binary.
@@ -446,6 +470,9 @@ impl Options {
         );
         merge_fields!(self, file;
             metrics_per_connection, metrics_per_connection_cap, trusted_proxies,
+        );
+        merge_fields!(self, file;
+            upstream_down_for, accept_rate, accept_burst,
         );
         merge_fields!(self, file;
             sockjs_max_sessions_per_address, sockjs_body_timeout, sockjs_inbound_bytes,
@@ -501,7 +528,7 @@ impl ConfigError {
 /// Broker connection settings.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
-    /// Addresses (`host:port`), tried in order.
+    /// Addresses (`host:port`): the members new sessions are spread over.
     pub addrs: Vec<String>,
     /// The static identity presented on CONNECT (unless pass-through).
     pub identity: crate::policy::UpstreamIdentity,
@@ -513,6 +540,8 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// TLS to the broker, if enabled.
     pub tls: Option<UpstreamTlsConfig>,
+    /// How long an address that failed is skipped.
+    pub down_for: Duration,
 }
 
 /// TLS towards the broker.
@@ -631,6 +660,10 @@ pub struct Config {
     pub admin_allowed_origins: Vec<String>,
     /// Broker dialect for policy checks (`None`: detected per session from CONNECTED).
     pub broker: Option<crate::policy::Dialect>,
+    /// New connections per second (0: no limit).
+    pub accept_rate: u32,
+    /// Token-bucket size for `accept_rate`.
+    pub accept_burst: u32,
 }
 
 const SOCKJS_TRANSPORTS: [&str; 6] = [
@@ -818,6 +851,7 @@ impl Config {
                     .upstream_connect_timeout
                     .unwrap_or(Duration::from_secs(10)),
                 tls: upstream_tls,
+                down_for: o.upstream_down_for.unwrap_or(Duration::from_secs(5)),
             },
             admin_listen,
             admin_token,
@@ -858,6 +892,11 @@ impl Config {
             admin_allowed_hosts: o.admin_allowed_hosts.unwrap_or_default(),
             admin_allowed_origins: o.admin_allowed_origins.unwrap_or_default(),
             broker: o.broker,
+            accept_rate: o.accept_rate.unwrap_or(1000),
+            accept_burst: o
+                .accept_burst
+                .unwrap_or_else(|| o.accept_rate.unwrap_or(1000))
+                .max(1),
         })
     }
 
@@ -869,6 +908,8 @@ impl Config {
             upstream: Some(vec![upstream.to_owned()]),
             upstream_login: Some(login.to_owned()),
             upstream_passcode: Some(Secret::new(passcode)),
+            // Tests open sessions in bursts; tests/accept_rate.rs sets a rate of its own.
+            accept_rate: Some(0),
             ..Options::default()
         };
         Config::resolve(o).expect("test configuration is valid")
@@ -1005,6 +1046,26 @@ mod tests {
         ];
         let e = Config::resolve(opts(&args)).unwrap_err();
         assert_eq!(e.field, "sockjs_max_sessions_per_address");
+    }
+
+    #[test]
+    fn failover_and_accept_rate_have_defaults_flags_and_toml_keys() {
+        let c = Config::resolve(opts(&["--upstream-login", "a"])).unwrap();
+        assert_eq!(c.upstream.down_for, Duration::from_secs(5));
+        assert_eq!((c.accept_rate, c.accept_burst), (1000, 1000));
+        let file: Options =
+            toml::from_str("upstream_down_for = \"2s\"\naccept_rate = 50\naccept_burst = 5")
+                .unwrap();
+        let c = Config::resolve(opts(&["--upstream-login", "a"]).merge(file)).unwrap();
+        assert_eq!(c.upstream.down_for, Duration::from_secs(2));
+        assert_eq!((c.accept_rate, c.accept_burst), (50, 5));
+        let args = ["--upstream-login", "a", "--accept-rate", "20"];
+        let c = Config::resolve(opts(&args)).unwrap();
+        assert_eq!(
+            (c.accept_rate, c.accept_burst),
+            (20, 20),
+            "burst follows the rate"
+        );
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //! | [`policy`] | authentication, CONNECT rewrite, destination ACLs (pure functions) |
 //! | [`relay`] | one session's state machine and its two pumps |
 //! | [`reload`] | SIGHUP and file-change reloads of the policy and certificates |
-//! | [`upstream`] | connecting to the broker |
+//! | [`upstream`] | connecting to the broker: members of the address list, spread and failover |
 //! | [`server`] | listeners, accept loop, limits, graceful drain |
+//! | [`admission`] | the accept-rate limit (token bucket, 503 + `Retry-After`) |
 //! | [`shards`] | the connection threads: one event loop each, a connection pinned to one |
 //! | [`tls`] | rustls configurations and certificate reload |
 //! | [`metrics`] | the Prometheus registry and the live-connection table |
@@ -26,6 +27,7 @@
 //! | [`healthcheck`] | `stompgate healthcheck`: one bounded GET of `/healthz` for container HEALTHCHECKs |
 
 pub mod admin;
+pub mod admission;
 pub mod config;
 pub mod demo;
 pub mod healthcheck;

@@ -404,6 +404,15 @@ impl Sessions {
         slot
     }
 
+    /// The 503 for a new connection over `--accept-rate` (counted), or `None` to go on.
+    fn over_rate(&self) -> Option<Response<HttpBody>> {
+        let wait = self.ctx.accept_rate.as_ref()?.admit().err()?;
+        self.ctx
+            .metrics
+            .session_refused(crate::metrics::RefusedReason::AcceptRate);
+        Some(crate::admission::over_rate_response(wait))
+    }
+
     /// Runs a session on the tracker under its span, holding `slots` until it ends.
     fn spawn<R, T, S>(
         &self,
@@ -449,6 +458,7 @@ impl Sessions {
             policy: self.ctx.policy.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Some(self.ctx.metrics.clone()),
+            accept_rate: self.ctx.accept_rate.clone(),
             ..SockjsOptions::default()
         };
         let origins = config.allowed_origins.clone();
@@ -505,6 +515,9 @@ impl Frontend {
             Ok(pair) => pair,
             Err(e) => return e.into_response(),
         };
+        if let Some(refused) = self.sessions.over_rate() {
+            return refused;
+        }
         let Some(session_slot) = self.sessions.slot() else {
             return text_response(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
         };

@@ -1,5 +1,6 @@
-//! Connecting to the broker: an ordered address list, a connect timeout, TCP_NODELAY, and (when
-//! configured) TLS. Knows nothing of browsers.
+//! Connecting to the broker: a member of the address list (spread, with failover; see
+//! [`Members`]), a connect timeout, TCP_NODELAY, and (when configured) TLS. Knows nothing of
+//! browsers.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,8 +12,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::warn;
 
-use crate::config::UpstreamConfig;
 use crate::tls::{host_of, UpstreamTls};
+
+mod members;
+pub use members::{Candidate, Members, MAX_TRACKED_MEMBERS};
 
 /// A connection to the broker, plain or TLS.
 pub enum BrokerStream {
@@ -47,48 +50,62 @@ impl UpstreamError {
     }
 }
 
-/// Connects to the broker as configured: the first address that answers, then TLS when
-/// `tls` is given (SNI and verification against the configured name, else that address's host).
+/// Why a broker that accepted the TCP connection gave no `CONNECTED` (nor `ERROR`). A broker
+/// that is out of file descriptors, starting, or stopping typically closes at once or says
+/// something that is not STOMP: to the browser, that is "unavailable", not "invalid frame".
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The broker closed (or reset) the connection before answering CONNECT.
+    #[error("broker closed the connection before CONNECTED{}", detail(.0))]
+    Closed(Option<String>),
+    /// The broker sent nothing within the connect timeout.
+    #[error("broker did not answer CONNECT within {0:?}")]
+    Silent(Duration),
+    /// The broker answered with bytes that are not a STOMP CONNECTED or ERROR.
+    #[error("broker answered CONNECT with {0}")]
+    Garbage(String),
+}
+
+fn detail(why: &Option<String>) -> String {
+    why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()
+}
+
+impl Refusal {
+    /// A short label for logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Closed(_) => "closed",
+            Refusal::Silent(_) => "timeout",
+            Refusal::Garbage(_) => "invalid_answer",
+        }
+    }
+}
+
+/// Connects to a broker member (see [`Members::connect_tcp`]), then TLS when `tls` is given
+/// (SNI and verification against the configured name, else that member's configured host).
 pub async fn connect(
-    cfg: &UpstreamConfig,
+    members: &Members,
+    timeout: Duration,
     tls: Option<&UpstreamTls>,
 ) -> Result<(BrokerStream, SocketAddr), UpstreamError> {
-    let (tcp, peer, index) = connect_tcp(&cfg.addrs, cfg.connect_timeout).await?;
+    let (tcp, member) = members.connect_tcp(timeout).await?;
+    let peer = member.addr;
     let Some(tls) = tls else {
         return Ok((BrokerStream::Tcp(tcp), peer));
     };
     if tls.is_insecure() {
         warn!(upstream = %peer, "broker TLS certificate NOT verified (upstream_tls_insecure)");
     }
-    let stream = tls
-        .connect(tcp, host_of(&cfg.addrs[index]))
-        .await
-        .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-    Ok((BrokerStream::Tls(Box::new(stream)), peer))
-}
-
-/// Connects to the first address that answers, each attempt bounded by `timeout`.
-/// Returns the stream, the address it reached, and that address's index in `addrs`.
-pub async fn connect_tcp(
-    addrs: &[String],
-    timeout: Duration,
-) -> Result<(TcpStream, SocketAddr, usize), UpstreamError> {
-    let mut last = String::from("no upstream address configured");
-    for (index, addr) in addrs.iter().enumerate() {
-        match tokio::time::timeout(timeout, TcpStream::connect(addr.as_str())).await {
-            Ok(Ok(stream)) => {
-                // Small frames (ACKs, heart-beats) must not wait for Nagle.
-                let _ = stream.set_nodelay(true);
-                let peer = stream
-                    .peer_addr()
-                    .map_err(|e| UpstreamError::Unreachable(format!("{addr}: {e}")))?;
-                return Ok((stream, peer, index));
-            }
-            Ok(Err(e)) => last = format!("{addr}: {e}"),
-            Err(_) => last = format!("{addr}: no answer within {timeout:?}"),
+    let handshake = tls.connect(tcp, host_of(members.entry(member.entry)));
+    let stream = match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(UpstreamError::Tls(e.to_string())),
+        Err(_) => {
+            members.mark_down(peer, "TLS handshake timed out");
+            return Err(UpstreamError::Timeout(timeout));
         }
-    }
-    Err(UpstreamError::Unreachable(last))
+    };
+    Ok((BrokerStream::Tls(Box::new(stream)), peer))
 }
 
 impl AsyncRead for BrokerStream {
@@ -146,28 +163,5 @@ impl AsyncWrite for BrokerStream {
             BrokerStream::Tcp(s) => s.is_write_vectored(),
             BrokerStream::Tls(s) => s.is_write_vectored(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn falls_through_to_the_next_address() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let good = listener.local_addr().unwrap().to_string();
-        // Port 1 on loopback refuses at once.
-        let addrs = vec!["127.0.0.1:1".to_owned(), good.clone()];
-        let (_s, peer, _) = connect_tcp(&addrs, Duration::from_secs(2)).await.unwrap();
-        assert_eq!(peer.to_string(), good);
-    }
-
-    #[tokio::test]
-    async fn all_refused_is_unreachable() {
-        let err = connect_tcp(&["127.0.0.1:1".to_owned()], Duration::from_secs(2))
-            .await
-            .unwrap_err();
-        assert_eq!(err.reason(), "unreachable");
     }
 }

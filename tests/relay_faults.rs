@@ -106,8 +106,53 @@ async fn broker_silent_on_connect_times_out() {
     cfg.upstream.connect_timeout = Duration::from_millis(300);
     let (mut c, _t) = MemClient::start(cfg);
     c.send_raw(connect_frame("guest", "guest", "")).await;
-    let (_, code) = c.expect_error_close().await;
-    assert_eq!(code, CloseCode::Internal);
+    let (msg, code) = c.expect_error_close().await;
+    assert!(
+        msg.contains("broker refused the connection or is unavailable (timeout)"),
+        "{msg}"
+    );
+    assert_eq!(code, CloseCode::TryAgainLater);
+}
+
+/// A broker that accepts TCP, reads the CONNECT, then answers with `answer` and closes: what
+/// RabbitMQ does at its file-descriptor limit (and while starting or stopping).
+async fn refusing_broker(answer: &'static [u8]) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(answer).await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn broker_closing_before_connected_is_a_refusal_not_an_invalid_frame() {
+    let addr = refusing_broker(b"").await;
+    let (mut c, _t) = MemClient::start(Config::for_tests(&addr, "svc", "pw"));
+    c.send_raw(connect_frame("guest", "guest", "")).await;
+    let (msg, code) = c.expect_error_close().await;
+    assert!(
+        msg.contains("broker refused the connection or is unavailable (closed)"),
+        "{msg}"
+    );
+    assert!(!msg.contains("invalid frame"), "{msg}");
+    assert_eq!(code, CloseCode::TryAgainLater);
+}
+
+#[tokio::test]
+async fn broker_garbage_before_connected_is_a_refusal() {
+    let addr = refusing_broker(b"AMQP\x00\x00\x09\x01 no more descriptors\n\0").await;
+    let (mut c, _t) = MemClient::start(Config::for_tests(&addr, "svc", "pw"));
+    c.send_raw(connect_frame("guest", "guest", "")).await;
+    let (msg, code) = c.expect_error_close().await;
+    assert!(
+        msg.contains("broker refused the connection or is unavailable (invalid_answer)"),
+        "{msg}"
+    );
+    assert_eq!(code, CloseCode::TryAgainLater);
 }
 
 #[tokio::test]

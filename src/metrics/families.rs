@@ -96,11 +96,13 @@ pub enum RefusedReason {
     SockjsBinding,
     /// SockJS: a send found the session's inbound queue full for the send timeout (503).
     SockjsInboundFull,
+    /// Over `--accept-rate`: a WebSocket upgrade or SockJS session creation (503).
+    AcceptRate,
 }
 
 impl RefusedReason {
     /// Every reason, indexed by `as usize`.
-    pub const ALL: [RefusedReason; 11] = [
+    pub const ALL: [RefusedReason; 12] = [
         RefusedReason::Auth,
         RefusedReason::Acl,
         RefusedReason::Limit,
@@ -112,6 +114,7 @@ impl RefusedReason {
         RefusedReason::SockjsOrigin,
         RefusedReason::SockjsBinding,
         RefusedReason::SockjsInboundFull,
+        RefusedReason::AcceptRate,
     ];
 
     /// The `reason` label value.
@@ -128,6 +131,7 @@ impl RefusedReason {
             RefusedReason::SockjsOrigin => "sockjs_origin",
             RefusedReason::SockjsBinding => "sockjs_binding",
             RefusedReason::SockjsInboundFull => "sockjs_inbound_full",
+            RefusedReason::AcceptRate => "accept_rate",
         }
     }
 }

@@ -197,6 +197,7 @@ pub fn refused_reason(end: &End, connected: bool) -> Option<RefusedReason> {
             RefusedReason::Protocol
         }
         End::BrokerUnreachable(_)
+        | End::BrokerRefused(_)
         | End::BrokerError
         | End::BrokerGone(_)
         | End::BrokerProtocol(_) => RefusedReason::Upstream,

@@ -38,6 +38,9 @@ pub enum End {
     },
     /// The broker could not be reached (or its TLS failed).
     BrokerUnreachable(crate::upstream::UpstreamError),
+    /// The broker accepted TCP but refused the session before CONNECTED (closed, stayed silent,
+    /// or answered with something that is not STOMP): it is unavailable, try again later.
+    BrokerRefused(crate::upstream::Refusal),
     /// The broker answered CONNECT (or a later frame) with an ERROR, already forwarded.
     BrokerError,
     /// The broker's connection ended without an ERROR.
@@ -72,6 +75,7 @@ impl End {
             End::Refused { .. } => "refused",
             End::BrokerUnreachable(_) => "upstream_unreachable",
             End::BrokerError => "broker_error",
+            End::BrokerRefused(_) => "broker_refused",
             End::BrokerGone(_) => "broker_gone",
             End::BrokerProtocol(_) => "broker_protocol",
             End::BrokerHeartbeatTimeout => "broker_heartbeat_timeout",
@@ -141,7 +145,19 @@ impl End {
                 }),
                 CloseCode::TryAgainLater,
             ),
-            End::BrokerGone(_) => (Some("broker connection lost".into()), CloseCode::Internal),
+            End::BrokerRefused(why) => (
+                Some(format!(
+                    "broker refused the connection or is unavailable ({}); try again later",
+                    why.reason()
+                )),
+                CloseCode::TryAgainLater,
+            ),
+            // The cause (a close, a reset) is the broker's, not a secret: it tells the operator
+            // looking at the browser's console whether a node died.
+            End::BrokerGone(cause) => (
+                Some(format!("broker connection lost: {cause}")),
+                CloseCode::Internal,
+            ),
             End::BrokerProtocol(_) => (
                 Some("broker sent an invalid frame".into()),
                 CloseCode::Internal,
@@ -188,6 +204,9 @@ impl End {
     pub async fn finish<T: ClientTx>(&self, tx: &mut T, version: Version) {
         if let End::BrokerUnreachable(e) = self {
             warn!(cause = %e, reason = self.reason(), "broker unreachable");
+        }
+        if let End::BrokerRefused(why) = self {
+            warn!(cause = %why, reason = self.reason(), "broker refused the session");
         }
         if let End::BrokerGone(detail) | End::BrokerProtocol(detail) = self {
             warn!(cause = %detail, reason = self.reason(), "broker side ended the session");

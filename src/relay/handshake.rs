@@ -19,7 +19,7 @@ use crate::stomp::{
     HeartBeat, Item, Version,
 };
 use crate::transport::{ClientRx, ClientTx};
-use crate::upstream::{self, BrokerStream, UpstreamError};
+use crate::upstream::{self, BrokerStream, Refusal, UpstreamError};
 
 /// Extra time allowed beyond a negotiated heart-beat interval before the peer counts as dead.
 const HEARTBEAT_GRACE_FACTOR: u32 = 2;
@@ -83,7 +83,7 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
         .frame(Direction::ClientToBroker, &connect, up.connect_len);
     stats.update_facts(|f| f.upstream = Some(up.addr));
     let connected = read_connected(ctx, &mut up).await;
-    if let Ok(f) | Err(Some(f)) = &connected {
+    if let Ok(f) | Err(Answer::Error(f)) = &connected {
         client.rec.upstream_connected(connect_began.elapsed());
         client
             .rec
@@ -91,7 +91,7 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
     }
     let connected = match connected {
         Ok(f) => f,
-        Err(Some(error)) => {
+        Err(Answer::Error(error)) => {
             // The broker refused (bad credentials, unknown vhost): its words stay in the log.
             log_broker_refusal(&error);
             let _ = tx
@@ -100,7 +100,10 @@ pub(super) async fn establish<R: ClientRx, T: ClientTx>(
             let _ = tx.flush().await;
             return Err(End::BrokerError);
         }
-        Err(None) => return Err(End::BrokerProtocol("no CONNECTED from broker".into())),
+        Err(Answer::Refused(why)) => {
+            ctx.upstreams.mark_down(up.addr, &why.to_string());
+            return Err(End::BrokerRefused(why));
+        }
     };
     let version = connected
         .header("version")
@@ -214,7 +217,8 @@ struct Opening {
 
 async fn open_upstream(ctx: &RelayContext, connect: &Frame) -> Result<Opening, End> {
     let up = &ctx.config.upstream;
-    let (mut stream, addr) = upstream::connect(up, ctx.upstream_tls.as_deref())
+    let tls = ctx.upstream_tls.as_deref();
+    let (mut stream, addr) = upstream::connect(&ctx.upstreams, up.connect_timeout, tls)
         .await
         .map_err(End::BrokerUnreachable)?;
     debug!(upstream = %addr, "broker connected");
@@ -232,21 +236,36 @@ async fn open_upstream(ctx: &RelayContext, connect: &Frame) -> Result<Opening, E
     })
 }
 
-/// Reads the broker's answer to CONNECT: `Ok(CONNECTED)`, `Err(Some(ERROR))`, or `Err(None)`
-/// for anything else (timeout, close, garbage).
-async fn read_connected(ctx: &RelayContext, up: &mut Opening) -> Result<Frame, Option<Frame>> {
-    let deadline = Instant::now() + ctx.config.upstream.connect_timeout;
+/// The broker's answer to CONNECT when it is not CONNECTED.
+enum Answer {
+    /// An ERROR frame (bad credentials, unknown vhost): forwarded as is.
+    Error(Frame),
+    /// No STOMP answer at all: the broker is refusing or unavailable.
+    Refused(Refusal),
+}
+
+/// Reads the broker's answer to CONNECT: `Ok(CONNECTED)`, its ERROR, or why there was none.
+async fn read_connected(ctx: &RelayContext, up: &mut Opening) -> Result<Frame, Answer> {
+    let timeout = ctx.config.upstream.connect_timeout;
+    let deadline = Instant::now() + timeout;
     loop {
+        let garbage = |what: String| Answer::Refused(Refusal::Garbage(what));
         match up.decoder.decode(&mut up.buf) {
             Ok(Some(Item::Heartbeat)) => continue,
             Ok(Some(Item::Frame(f))) if f.command == Command::Connected => return Ok(f),
-            Ok(Some(Item::Frame(f))) if f.command == Command::Error => return Err(Some(f)),
-            Ok(Some(Item::Frame(_))) | Err(_) => return Err(None),
+            Ok(Some(Item::Frame(f))) if f.command == Command::Error => {
+                return Err(Answer::Error(f))
+            }
+            Ok(Some(Item::Frame(f))) => return Err(garbage(format!("a {} frame", f.command))),
+            Err(e) => return Err(garbage(format!("bytes that are not STOMP: {e}"))),
             Ok(None) => {}
         }
+        let closed = |why| Answer::Refused(Refusal::Closed(why));
         match timeout_at(deadline, up.stream.read_buf(&mut up.buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return Err(None),
+            Ok(Ok(0)) => return Err(closed(None)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(closed(Some(e.to_string()))),
+            Err(_) => return Err(Answer::Refused(Refusal::Silent(timeout))),
         }
     }
 }

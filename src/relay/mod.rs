@@ -79,6 +79,10 @@ pub struct RelayContext {
     pub pending: Arc<PendingLogins>,
     /// Bumped after every successful policy reload: live sessions re-check their identity.
     pub policy_reloaded: tokio::sync::watch::Sender<u64>,
+    /// The broker members new sessions are spread over, and their health.
+    pub upstreams: crate::upstream::Members,
+    /// New connections a second (`--accept-rate`); `None`: no limit.
+    pub accept_rate: Option<Arc<crate::admission::AcceptRate>>,
 }
 
 /// Why a [`RelayContext`] could not be built.
@@ -139,6 +143,14 @@ impl RelayContext {
             .map(|_| VerifyPool::with_threads(config.login_threads))
             .transpose()
             .map_err(ContextError::Threads)?;
+        let upstreams = crate::upstream::Members::new(
+            config.upstream.addrs.clone(),
+            config.upstream.down_for,
+            Some(metrics.registry()),
+        );
+        let accept_rate =
+            crate::admission::AcceptRate::new(config.accept_rate, config.accept_burst)
+                .map(Arc::new);
         Ok(Arc::new(RelayContext {
             pending: PendingLogins::new(config.max_pending_per_address),
             config,
@@ -149,6 +161,8 @@ impl RelayContext {
             upstream_tls,
             verify,
             policy_reloaded: tokio::sync::watch::Sender::new(0),
+            upstreams,
+            accept_rate,
         }))
     }
 }

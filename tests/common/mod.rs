@@ -101,6 +101,11 @@ impl MemClient {
     pub fn start(config: Config) -> (MemClient, CancellationToken) {
         let token = CancellationToken::new();
         let ctx = RelayContext::new(Arc::new(config), token.clone()).expect("relay context");
+        (MemClient::start_in(ctx), token)
+    }
+
+    /// Starts `run_session` in a shared context (so sessions share upstream health, limits).
+    pub fn start_in(ctx: Arc<RelayContext>) -> MemClient {
         let (to_relay, rx) = mpsc::channel(64);
         let (tx, from_relay) = mpsc::channel(1024);
         let link = ClientLink {
@@ -109,15 +114,12 @@ impl MemClient {
             meta: meta(),
         };
         let session = tokio::spawn(run_session(ctx, link));
-        (
-            MemClient {
-                to_relay: Some(to_relay),
-                from_relay,
-                session,
-                decoder: Decoder::new(Limits::default()),
-            },
-            token,
-        )
+        MemClient {
+            to_relay: Some(to_relay),
+            from_relay,
+            session,
+            decoder: Decoder::new(Limits::default()),
+        }
     }
 
     pub async fn send_raw(&self, bytes: impl Into<Bytes>) {

@@ -433,6 +433,11 @@ impl Sockjs {
                 address: Some(address),
             })
         };
+        if self.registry.get(id).is_none() {
+            if let Some(refused) = self.over_rate() {
+                return refused;
+            }
+        }
         let max = self.options.max_sessions;
         let session = match self.registry.get_or_create(id, &self.limits, max, owner) {
             Lookup::Existing(s) if !s.bound_to(&binding) => {
@@ -454,6 +459,13 @@ impl Sockjs {
     fn too_many_sessions(&self) -> Response<HttpBody> {
         let res = h::text(StatusCode::SERVICE_UNAVAILABLE, "Too many sessions.");
         self.refuse(RefusedReason::Limit, res)
+    }
+
+    /// A new session over `--accept-rate`: 503 with `Retry-After` (counted), or `None`.
+    fn over_rate(&self) -> Option<Response<HttpBody>> {
+        let wait = self.options.accept_rate.as_ref()?.admit().err()?;
+        let res = crate::admission::over_rate_response(wait);
+        Some(self.refuse(RefusedReason::AcceptRate, res))
     }
 
     fn too_many_from_address(&self) -> Response<HttpBody> {
@@ -505,6 +517,9 @@ impl Sockjs {
     ) -> Response<HttpBody> {
         if self.session_count() >= self.options.max_sessions {
             return self.too_many_sessions();
+        }
+        if let Some(refused) = self.over_rate() {
+            return refused;
         }
         let client = self.client_ip(req.headers(), peer);
         let Some(address) = self.addresses.admit(client) else {

@@ -47,6 +47,9 @@ pub struct SockjsOptions {
     /// message. Off by default, for an application that reads one SockJS message per `recv`
     /// and never flushes (the `sockjs_echo` example).
     pub batch_messages: bool,
+    /// The accept-rate limit new sessions take a token from (over it: 503 with `Retry-After`).
+    /// Default none.
+    pub accept_rate: Option<Arc<crate::admission::AcceptRate>>,
 }
 
 impl Default for SockjsOptions {
@@ -63,6 +66,7 @@ impl Default for SockjsOptions {
             inbound_messages: 256,
             client_url: DEFAULT_CLIENT_URL.to_owned(),
             batch_messages: false,
+            accept_rate: None,
         }
     }
 }
