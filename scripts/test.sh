@@ -77,6 +77,7 @@ run_setup() {
 
 run_rust() {
   run_section "cargo fmt --check" 120 cargo fmt --all -- --check
+  run_section "README layout table" 30 python3 scripts/check-layout.py
   run_section "cargo clippy" "$CARGO_TIMEOUT_SECS" cargo clippy --all-targets -- -D warnings
   run_section "cargo build (bins, examples)" "$CARGO_TIMEOUT_SECS" cargo build --bins --examples
   run_section "cargo test" "$CARGO_TIMEOUT_SECS" cargo test

@@ -1,5 +1,5 @@
 //! Pulling credentials out of a CONNECT frame and the upgrade request, refusing any that appear
-//! more than once (ARCHITECTURE.md invariant 3: ambiguity is refused, not guessed at).
+//! more than once (docs/ARCHITECTURE.md invariant 3: ambiguity is refused, not guessed at).
 //!
 //! Every function returns `Ok(None)` when its credential is simply absent, so a backend can
 //! step aside for the next one.

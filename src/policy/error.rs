@@ -119,7 +119,7 @@ pub enum DeniedKind {
     NotAllowed,
     /// The frame had no `destination` header.
     MissingDestination,
-    /// The frame had more than one `destination` header (ARCHITECTURE.md invariant 3).
+    /// The frame had more than one `destination` header (docs/ARCHITECTURE.md invariant 3).
     AmbiguousDestination,
     /// The broker dialect has no such destination (unknown prefix, empty name).
     UnknownDestination,

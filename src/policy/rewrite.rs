@@ -1,5 +1,5 @@
 //! The CONNECT rewrite: the client never chooses the broker identity or vhost
-//! (ARCHITECTURE.md invariant 2).
+//! (docs/ARCHITECTURE.md invariant 2).
 
 use crate::config::Secret;
 use crate::stomp::Frame;
