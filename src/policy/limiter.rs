@@ -191,7 +191,7 @@ impl LoginLimiter {
     /// Takes one attempt for `user` at `ip`; call **before** checking the credentials.
     /// `Err(RateLimited)` (and nothing taken) when either bucket is empty.
     pub fn try_take(&mut self, ip: IpAddr, user: &str, now: Instant) -> Result<(), AuthError> {
-        let (pair, addr) = (pair_key(ip, user), key(ip));
+        let (pair, addr) = (pair_key(ip, user), address_key(ip));
         let (ps, as_) = (self.pair_settings(), self.address_settings());
         if self.pairs.tokens(&pair, now, ps.0, ps.1) < 1.0
             || self.addresses.tokens(&addr, now, as_.0, as_.1) < 1.0
@@ -207,7 +207,7 @@ impl LoginLimiter {
     pub fn give_back(&mut self, ip: IpAddr, user: &str, now: Instant) {
         let (ps, as_) = (self.pair_settings(), self.address_settings());
         self.pairs.add(&pair_key(ip, user), 1.0, now, ps);
-        self.addresses.add(&key(ip), 1.0, now, as_);
+        self.addresses.add(&address_key(ip), 1.0, now, as_);
     }
 
     fn pair_settings(&self) -> (u32, Duration, usize) {
@@ -226,16 +226,12 @@ fn pair_key(ip: IpAddr, user: &str) -> (IpAddr, String) {
     while !user.is_char_boundary(end) {
         end -= 1;
     }
-    (key(ip), user[..end].to_owned())
+    (address_key(ip), user[..end].to_owned())
 }
 
 /// The address key: the address itself for IPv4, its /64 for IPv6 (IPv4-mapped IPv6 addresses
 /// count as IPv4).
 pub fn address_key(ip: IpAddr) -> IpAddr {
-    key(ip)
-}
-
-fn key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

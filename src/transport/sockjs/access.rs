@@ -136,20 +136,10 @@ fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Ite
         .map(|(_, v)| v.trim())
 }
 
-/// The address a per-address limit counts: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its
-/// /64, which one subscriber usually holds whole.
-pub fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
+/// The address a per-address limit counts (the login limiter's and the pending-login count's
+/// key): IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64, which one subscriber usually
+/// holds whole.
+pub use crate::policy::address_key;
 
 /// Open sessions per client address, under a cap.
 pub struct AddressCounts {
