@@ -22,7 +22,7 @@ def options_body(src: str) -> str:
 
 
 def rows(body: str):
-    doc, arg, in_arg = [], "", False
+    doc, arg, in_arg, subcommand = [], "", False, False
     for line in body.splitlines():
         text = line.strip()
         if in_arg:
@@ -32,6 +32,10 @@ def rows(body: str):
             doc.append(text[3:].strip())
         elif text.startswith("#[arg"):
             arg, in_arg = text, not text.endswith(")]")
+        elif text.startswith("#[command(subcommand"):
+            subcommand = True  # a tool (`stompgate hash-password`), not an option
+        elif subcommand and re.match(r"pub (\w+): ", text):
+            doc, arg, subcommand = [], "", False
         elif m := re.match(r"pub (\w+): ", text):
             name = m.group(1)
             long = re.search(r'long\s*=\s*"([^"]+)"', arg)
